@@ -1,0 +1,180 @@
+"""``open_recording``: validate a recording, read its meta, stream its event batches.
+
+Opening walks the message frames once (cheap: bodies are skipped) to merge the header with every
+meta update and to find out whether the file ends cleanly. A file cut short (recorder killed) keeps
+every complete batch; the reader says so in ``meta["truncated"]`` / ``meta["truncated_reason"]`` and
+on stderr. Everything else that is not a readable recording raises ``FileFormatError`` with one
+line naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import FileFormatError
+from ..events import EVENT_DTYPE
+from . import format as fmt
+from . import framing
+
+# First bytes of files people hand to the wrong command, and what to tell them.
+_FOREIGN_MAGIC = [
+    (b"PAR1", "a Parquet file"),
+    (b"ARROW1", "an Arrow IPC *file* (recordings are Arrow IPC streams)"),
+    (b"\x7fELF", "an ELF executable or object"),
+    (b"PERFILE2", "a perf.data file: convert it with `perf script -F comm,tid,pid,cpu,time,event,trace "
+                  "--ns > x.txt` and `fputrace import x.txt -o x.fpt`"),
+    (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first)"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file (decompress it first)"),
+    (b"BZh", "a bzip2-compressed file (decompress it first)"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+]
+
+
+def _describe_foreign(head: bytes) -> str:
+    for magic, what in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "a text file (for CSV events or `perf script` output use `fputrace import`)"
+    return "unrecognised binary data"
+
+
+def _warn(msg: str) -> None:
+    print(f"fputrace: warning: {msg}", file=sys.stderr)
+
+
+class Recording:
+    """An opened recording: ``meta`` (dict), ``batches()`` (EVENT_DTYPE arrays, streamed)."""
+
+    def __init__(self, path, *, warn: bool = True):
+        self.path = os.fspath(path)
+        p = self.path
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise FileFormatError(f"{p}: no such file") from None
+        except OSError as err:
+            raise FileFormatError(f"{p}: cannot read: {err.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise FileFormatError(f"{p}: is a directory, not a recording")
+        try:
+            with open(p, "rb") as f:
+                head = f.read(64)
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise FileFormatError(f"{p}: empty file, not an fputrace recording")
+                if not head.startswith(b"\xff\xff\xff\xff"):
+                    raise FileFormatError(f"{p}: not an fputrace recording: {_describe_foreign(head)}")
+                f.seek(0)
+                try:
+                    walk = framing.walk(f, size)
+                except framing.FramingError as err:
+                    raise FileFormatError(f"{p}: corrupt recording: {err}") from None
+        except PermissionError as err:
+            raise FileFormatError(f"{p}: cannot read: {err.strerror}") from None
+        self.size_bytes = size
+        msgs = walk.messages
+        if not msgs:
+            raise FileFormatError(f"{p}: truncated before its header was complete ({size} bytes)")
+        if msgs[0].header_type != framing.HEADER_SCHEMA:
+            raise FileFormatError(f"{p}: not an fputrace recording: an Arrow stream that does not start with a schema")
+        self.meta = self._read_header(msgs[0].end)
+        self._batch_msgs = [m for m in msgs[1:] if m.header_type == framing.HEADER_RECORD_BATCH]
+        if len(self._batch_msgs) != len(msgs) - 1:
+            raise FileFormatError(f"{p}: not an fputrace recording: unexpected Arrow message types")
+        self.num_events = sum(m.num_rows for m in self._batch_msgs)
+        for m in self._batch_msgs:
+            raw = m.custom_metadata.get(fmt.BATCH_META_KEY)
+            if raw:
+                try:
+                    self.meta.update(json.loads(raw))
+                except (ValueError, TypeError):
+                    raise FileFormatError(f"{p}: corrupt meta update in the batch at byte {m.offset}") from None
+        closed = bool(self.meta.get("closed"))
+        reason = None
+        if walk.truncated_at is not None:
+            reason = (f"the last batch is cut short at byte {walk.truncated_at} of {size} "
+                      f"(recorder killed?): it is dropped, {self.num_events} complete events kept")
+        elif not closed:
+            reason = (f"the recorder did not close the file (killed, or still recording?): "
+                      f"events after the last flush are missing, {self.num_events} events kept")
+        self.meta["truncated"] = reason is not None
+        if reason:
+            self.meta["truncated_reason"] = reason
+            if warn:
+                _warn(f"{p}: incomplete recording: {reason}")
+
+    def _read_header(self, schema_end: int) -> dict:
+        p = self.path
+        try:
+            with open(p, "rb") as f:
+                schema = pa.ipc.read_schema(pa.py_buffer(f.read(schema_end)))
+        except (pa.ArrowException, OSError) as err:
+            raise FileFormatError(f"{p}: corrupt header: {err}") from None
+        raw = (schema.metadata or {}).get(fmt.SCHEMA_META_KEY)
+        if raw is None:
+            raise FileFormatError(f"{p}: not an fputrace recording: an Arrow stream without an fputrace header")
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise FileFormatError(f"{p}: corrupt header: its metadata is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise FileFormatError(f"{p}: corrupt header: its metadata is not a JSON object")
+        if meta.get("format") != fmt.FORMAT_NAME:
+            raise FileFormatError(f"{p}: not an fputrace recording: header format is {meta.get('format')!r}")
+        missing = [k for k in fmt.REQUIRED_META if k not in meta]
+        if missing:
+            raise FileFormatError(f"{p}: header lacks required field(s): {', '.join(missing)}")
+        version = meta["format_version"]
+        if not isinstance(version, int):
+            raise FileFormatError(f"{p}: header format_version {version!r} is not an integer")
+        if version > fmt.FORMAT_VERSION:
+            raise FileFormatError(
+                f"{p}: recording format version {version} is newer than this fputrace reads "
+                f"(version {fmt.FORMAT_VERSION}; written by fputrace {meta['fputrace_version']}): upgrade fputrace")
+        if version < 1:
+            raise FileFormatError(f"{p}: header format_version {version} is not a valid version")
+        if not fmt.schema_matches(schema):
+            raise FileFormatError(f"{p}: corrupt recording: its columns are not those of format version {version}")
+        self._schema = schema
+        return meta
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """Every complete batch as an EVENT_DTYPE array, in file order; memory bounded by one batch."""
+        p = self.path
+        with pa.OSFile(p, "rb") as source:
+            try:
+                reader = pa.ipc.open_stream(source)
+            except pa.ArrowException as err:
+                raise FileFormatError(f"{p}: corrupt header: {err}") from None
+            for m in self._batch_msgs:
+                try:
+                    rb, custom = reader.read_next_batch_with_custom_metadata()
+                    base = int(custom[fmt.BATCH_BASE_KEY])
+                    events = fmt.decode(rb, base)
+                except (pa.ArrowException, StopIteration, KeyError, ValueError, TypeError) as err:
+                    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    raise FileFormatError(f"{p}: corrupt batch at byte {m.offset}: {detail}") from None
+                if events.size:
+                    yield events
+
+    def read_all(self) -> np.ndarray:
+        parts = list(self.batches())
+        return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+
+
+def open_recording(path, *, warn: bool = True) -> Recording:
+    """Open and validate a recording (see ``Recording``); raises ``FileFormatError``."""
+    return Recording(path, warn=warn)
