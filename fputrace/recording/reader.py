@@ -104,7 +104,9 @@ class Recording:
                     raise FileFormatError(f"{p}: corrupt meta update in the batch at byte {m.offset}") from None
         closed = bool(self.meta.get("closed"))
         reason = None
-        if walk.truncated_at is not None:
+        if walk.truncated_at is not None and closed and size - walk.truncated_at < 8:
+            pass                       # only the end-of-stream marker is cut: nothing is missing
+        elif walk.truncated_at is not None:
             reason = (f"the last batch is cut short at byte {walk.truncated_at} of {size} "
                       f"(recorder killed?): it is dropped, {self.num_events} complete events kept")
         elif not closed:

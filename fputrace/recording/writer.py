@@ -77,7 +77,10 @@ class RecordingWriter:
                                          use_threads=False)
         self._ipc = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), self._schema, options=options)
         self._last_flush = time.monotonic()
-        self._emit()                       # the header is on disk before the first event
+        # pyarrow writes the schema with the first batch: an empty one puts the header on disk now
+        self._ipc.write_batch(fmt.encode(np.zeros(0, EVENT_DTYPE), self._schema)[0],
+                              custom_metadata={fmt.BATCH_BASE_KEY: b"0"})
+        self._emit()
         self._stop = threading.Event()
         self._thread = None
         if background_flush:
