@@ -1,0 +1,110 @@
+"""One task: where its user FPU state was over time (its own timeline) and why it was saved and
+restored (counts per cause, avoidable restores). Draws ``TaskDetail`` as the model gives it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from ...model.snapshot import Snapshot, TaskDetail
+from ..widgets import fmt
+
+RECENT_INTERVALS = 200
+
+
+def state_style(state: str) -> tuple[str, str]:
+    """(character, style) for a timeline state."""
+    if state.startswith("regs"):
+        return "█", "#87d75f"
+    if state == "kernel-fpu":
+        return "▓", fmt.KERNEL_STYLE
+    if state == "memory":
+        return "░", "#5f87af"
+    return "?", fmt.UNKNOWN_STYLE
+
+
+def render_timeline(timeline: pd.DataFrame, end_ns: int, window_ns: int, width: int) -> Text:
+    """The state at the middle of each of ``width`` cells over [end - window, end]."""
+    t = Text(no_wrap=True, overflow="crop")
+    if width <= 0:
+        return t
+    if timeline is None or not len(timeline):
+        return t.append("no state changes in the trace so far", style="dim")
+    tl = timeline.sort_values("start_ns")
+    starts = tl["start_ns"].to_numpy(np.int64)
+    ends = tl["end_ns"].to_numpy(np.int64)
+    states = tl["state"].astype(str).to_numpy()
+    mid = end_ns - window_ns + (np.arange(width) + 0.5) * (window_ns / width)
+    idx = np.searchsorted(starts, mid, side="right") - 1
+    for i, m in zip(idx, mid):
+        if i < 0 or m >= ends[i]:
+            t.append(" ")
+        else:
+            ch, style = state_style(states[i])
+            t.append(ch, style=style)
+    return t
+
+
+class TaskDetailScreen(Screen[None]):
+    BINDINGS = [("escape", "back", "Back"), ("backspace", "back", "Back")]
+
+    def __init__(self, tid: int) -> None:
+        super().__init__()
+        self.tid = tid
+        self._args: tuple[TaskDetail, Snapshot] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f" task {self.tid}: waiting for the model…", id="detail-title")
+        with Vertical(id="detail-timeline", classes="panel") as box:
+            box.border_title = "Where its user FPU state was"
+            yield Static(id="timeline-strip")
+            yield Static(Text.assemble(("█", "#87d75f"), " in a CPU's registers  ",
+                                       ("░", "#5f87af"), " saved in memory  ",
+                                       ("▓", fmt.KERNEL_STYLE), " kernel FPU section",
+                                       style="dim"), id="timeline-legend")
+        with Horizontal(id="detail-tables"):
+            causes = DataTable(id="detail-causes", classes="panel", cursor_type="row")
+            causes.border_title = "Saves and restores by cause"
+            causes.add_columns("KIND", "CAUSE", "COUNT", "AVOIDABLE")
+            yield causes
+            recent = DataTable(id="detail-intervals", classes="panel", cursor_type="row")
+            recent.border_title = "Recent intervals"
+            recent.add_columns("AT", "LASTED", "STATE")
+            yield recent
+        yield Footer()
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def on_resize(self) -> None:
+        if self._args is not None:
+            self.show(*self._args)
+
+    def show(self, detail: TaskDetail, snap: Snapshot) -> None:
+        self._args = (detail, snap)
+        self.query_one("#detail-title", Static).update(Text.assemble(
+            (" task ", "bold reverse"), (f" {detail.comm}", fmt.task_style(detail.tid)),
+            f"  tid {detail.tid}  tgid {detail.tgid}  ",
+            (f"last {snap.window_ns / 1e9:g}s of trace time", "dim")))
+        strip = self.query_one("#timeline-strip", Static)
+        strip.update(render_timeline(detail.timeline, snap.now_ns, snap.window_ns,
+                                     max(1, strip.content_size.width)))
+        causes = self.query_one("#detail-causes", DataTable)
+        causes.clear()
+        for row in detail.causes.itertuples(index=False):
+            avoid = int(row.avoidable)
+            causes.add_row(str(row.kind), str(row.cause), Text(fmt.count(row.count), justify="right"),
+                           Text(fmt.count(avoid), justify="right", style="bold red" if avoid else ""))
+        recent = self.query_one("#detail-intervals", DataTable)
+        recent.clear()
+        tl = detail.timeline.sort_values("start_ns").tail(RECENT_INTERVALS).iloc[::-1] \
+            if len(detail.timeline) else detail.timeline
+        for row in tl.itertuples(index=False):
+            ch, style = state_style(str(row.state))
+            recent.add_row(f"-{fmt.duration_ns(snap.now_ns - row.start_ns)}",
+                           fmt.duration_ns(row.end_ns - row.start_ns),
+                           Text(f"{ch} {row.state}", style=style))

@@ -1,0 +1,157 @@
+"""CPU rows: who owns each CPU's FPU registers now, a strip of the last seconds coloured by owner,
+and XSAVE/s and XRSTOR/s sparklines. Renders ``Snapshot.cpus`` as given."""
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from ...model.snapshot import KERNEL, NONE, TASK, UNKNOWN, CpuView, OwnerInterval
+from . import fmt
+
+SAMPLES_PER_CELL = 8
+_OWNER_CODE = {TASK: 0, KERNEL: 1, NONE: 2, UNKNOWN: 3}
+
+
+def owner_label(cpu: CpuView) -> Text:
+    t = Text(f"cpu{cpu.cpu:<3}", style="bold")
+    if cpu.owner == TASK:
+        t.append(f"{cpu.comm or '?'}", style=fmt.task_style(cpu.tid))
+        t.append(f":{cpu.tid}", style="dim")
+    elif cpu.owner == KERNEL:
+        t.append("KERNEL", style=fmt.KERNEL_STYLE)
+    elif cpu.owner == NONE:
+        t.append("NONE", style="dim")
+    else:
+        t.append("UNKNOWN", style=fmt.UNKNOWN_STYLE)
+    return t
+
+
+def strip_cells(strip: tuple[OwnerInterval, ...], end_ns: int, window_ns: int,
+                width: int) -> list[tuple[str, int]]:
+    """The owner (kind, tid) covering most of each of ``width`` equal cells of the window.
+
+    Sampled (SAMPLES_PER_CELL points per cell), so a strip of 100k intervals costs the same as one
+    of ten. Time not covered by any interval reads as UNKNOWN: we never invent an owner."""
+    if width <= 0:
+        return []
+    start_ns = end_ns - window_ns
+    if not strip:
+        return [(UNKNOWN, 0)] * width
+    starts = np.fromiter((iv.start_ns for iv in strip), np.int64, len(strip))
+    ends = np.fromiter((iv.end_ns for iv in strip), np.int64, len(strip))
+    codes = np.fromiter((_OWNER_CODE.get(iv.owner, 3) for iv in strip), np.int64, len(strip))
+    tids = np.fromiter((iv.tid for iv in strip), np.int64, len(strip))
+    n = width * SAMPLES_PER_CELL
+    t = start_ns + (np.arange(n, dtype=np.float64) + 0.5) * (window_ns / n)
+    idx = np.searchsorted(starts, t, side="right") - 1
+    ok = (idx >= 0) & (t < ends[np.clip(idx, 0, None)])
+    keys = np.where(ok, codes[np.clip(idx, 0, None)] * (1 << 32) + tids[np.clip(idx, 0, None)],
+                    3 << 32).reshape(width, SAMPLES_PER_CELL)
+    inv = {v: k for k, v in _OWNER_CODE.items()}
+    out = []
+    for row in keys:
+        vals, counts = np.unique(row, return_counts=True)
+        key = int(vals[np.argmax(counts)])
+        out.append((inv[key >> 32], key & 0xFFFFFFFF))
+    return out
+
+
+def render_strip(cells: list[tuple[str, int]]) -> Text:
+    t = Text(no_wrap=True, overflow="crop")
+    for owner, tid in cells:
+        if owner == TASK:
+            t.append("█", style=fmt.task_style(tid))
+        elif owner == KERNEL:
+            t.append("▓", style=fmt.KERNEL_STYLE)
+        elif owner == NONE:
+            t.append("·", style=fmt.NONE_STYLE)
+        else:
+            t.append("?", style=fmt.UNKNOWN_STYLE)
+    return t
+
+
+class OwnerStrip(Widget):
+    """Drawn at its laid-out width (render time), so a resize redraws it right."""
+
+    DEFAULT_CSS = "OwnerStrip { height: 1; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._data: tuple[tuple[OwnerInterval, ...], int, int] | None = None
+
+    def set_strip(self, strip, end_ns: int, window_ns: int) -> None:
+        self._data = (strip, end_ns, window_ns)
+        self.refresh()
+
+    def render(self) -> Text:
+        if self._data is None:
+            return Text("")
+        return render_strip(strip_cells(*self._data, max(1, self.size.width)))
+
+
+class CpuRow(Horizontal):
+    def __init__(self, cpu: int) -> None:
+        super().__init__(id=f"cpu-{cpu}", classes="cpu-row")
+        self.cpu = cpu
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="cpu-owner")
+        yield OwnerStrip(classes="cpu-strip")
+        yield Sparkline([], classes="spark-xsave")
+        yield Sparkline([], classes="spark-xrstor")
+        yield Static(classes="cpu-rates")
+
+    def show(self, view: CpuView, end_ns: int, window_ns: int) -> None:
+        self.query_one(".cpu-owner", Static).update(owner_label(view))
+        self.query_one(OwnerStrip).set_strip(view.strip, end_ns, window_ns)
+        self.query_one(".spark-xsave", Sparkline).data = list(view.xsave_per_s) or [0.0]
+        self.query_one(".spark-xrstor", Sparkline).data = list(view.xrstor_per_s) or [0.0]
+        xs = view.xsave_per_s[-1] if view.xsave_per_s else 0
+        xr = view.xrstor_per_s[-1] if view.xrstor_per_s else 0
+        self.query_one(".cpu-rates", Static).update(
+            Text.assemble((fmt.count(xs), "#ffaf5f"), "/", (fmt.count(xr), "#5fafff")))
+
+
+class CpuPanel(VerticalScroll):
+    """One CpuRow per CPU, a column legend, and the owners seen in the strips."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="cpu-columns", classes="cpu-columns")
+        yield Static(id="cpu-legend", classes="cpu-legend")
+
+    async def show(self, snap, task_names: dict[int, str]) -> None:
+        have = {row.cpu: row for row in self.query(CpuRow)}
+        new = [CpuRow(v.cpu) for v in snap.cpus if v.cpu not in have]
+        if new:
+            await self.mount_all(new, before="#cpu-legend")
+            have.update((row.cpu, row) for row in new)
+        window_s = snap.window_ns / 1e9
+        self.query_one("#cpu-columns", Static).update(Text.assemble(
+            ("cpu owner now".ljust(20), "dim"), (f"owners, last {window_s:g}s →", "dim")))
+        seen: dict[int, int] = {}            # tid -> ns shown in the strips (for the legend)
+        lo_ns = snap.now_ns - snap.window_ns
+        for view in snap.cpus:
+            have[view.cpu].show(view, snap.now_ns, snap.window_ns)
+            for iv in view.strip:
+                if iv.owner == TASK:
+                    shown = min(iv.end_ns, snap.now_ns) - max(iv.start_ns, lo_ns)
+                    if shown > 0:
+                        seen[iv.tid] = seen.get(iv.tid, 0) + shown
+        self.query_one("#cpu-legend", Static).update(render_legend(seen, task_names))
+
+
+def render_legend(seen: dict[int, int], task_names: dict[int, str]) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("▓", style=fmt.KERNEL_STYLE).append(" kernel ", style="dim")
+    t.append("·", style=fmt.NONE_STYLE).append(" none ", style="dim")
+    t.append("?", style=fmt.UNKNOWN_STYLE).append(" unknown ", style="dim")
+    t.append(" XSAVE", style="#ffaf5f").append("/", style="dim").append("XRSTOR", style="#5fafff")
+    t.append(" per s  ", style="dim")
+    for tid, _ in sorted(seen.items(), key=lambda kv: -kv[1])[:8]:
+        t.append("█", style=fmt.task_style(tid))
+        t.append(f" {task_names.get(tid, '?')}:{tid} ")
+    return t

@@ -1,0 +1,102 @@
+"""The dashboard's top lines: where we are, how we capture, and whether anything was lost."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...model.snapshot import Snapshot
+from ..messages import SourceStatus
+from . import fmt
+
+
+def _mode_name(mode) -> str:
+    if isinstance(mode, dict):
+        return str(mode.get("mode") or mode.get("kind") or mode.get("attach") or "?")
+    return str(mode)
+
+
+def _modes_text(meta: dict) -> Text:
+    """meta["modes"]: logical event -> mode ("exact"/"inferred", or an attach point name),
+    grouped by mode so that it fits a line: ``exact: a,b  inferred: c``."""
+    modes = meta.get("modes") or {}
+    out = Text("modes ", style="dim")
+    if not modes:
+        return out.append("unknown", style="yellow")
+    items = modes.items() if isinstance(modes, dict) else ((str(m), "?") for m in modes)
+    groups: dict[str, list[str]] = {}
+    for event, mode in items:
+        groups.setdefault(_mode_name(mode), []).append(str(event))
+    for i, (mode, events) in enumerate(sorted(groups.items(), key=lambda kv: "infer" in kv[0])):
+        weak = "infer" in mode or mode in ("none", "unavailable", "?")
+        if i:
+            out.append("  ")
+        out.append(f"{mode}: ", style="bold yellow" if weak else "bold green")
+        out.append(",".join(events))
+    return out
+
+
+def _xstate_text(meta: dict) -> str:
+    xs = meta.get("xstate") or {}
+    if not isinstance(xs, dict) or not xs:
+        return "xstate ?"
+    feats = xs.get("features") or xs.get("feature_names") or xs.get("components") or []
+    if isinstance(feats, dict):
+        feats = list(feats)
+    size = xs.get("size_bytes") or xs.get("context_bytes") or xs.get("bytes") or xs.get("size")
+    parts = ["xstate"]
+    if feats:
+        parts.append("|".join(str(f) for f in feats))
+    if size:
+        parts.append(f"{size} B")
+    return " ".join(parts)
+
+
+class DashboardHeader(Static):
+    """Two lines (more when a large terminal lets the modes wrap)."""
+
+    def show(self, meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> None:
+        self.update(render_header(meta, snap, status))
+
+
+def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> Text:
+    """Line 1: what is being watched; line 2: its state (ev/s, lost, recording); line 3: modes.
+    Lines are cropped, never wrapped, so the layout below stays put at any width."""
+    host = meta.get("host") or meta.get("hostname") or "?"
+    kernel = meta.get("kernel") or meta.get("kernel_release") or "?"
+    top = Text(no_wrap=True, overflow="ellipsis")
+    top.append(" fputrace ", style="bold reverse")
+    top.append(f" {host} ", style="bold")
+    top.append(f"kernel {kernel}  ")
+    top.append(_xstate_text(meta), style="cyan")
+    state = Text(no_wrap=True, overflow="ellipsis")
+    if status is not None:
+        if status.live:
+            state.append(" LIVE ", style="bold black on green")
+            if status.paused:
+                state.append(" PAUSED ", style="bold black on yellow")
+        else:
+            state.append(f" REPLAY {'❚❚' if status.paused else '▶'} ",
+                         style="bold black on #5fafff")
+            state.append(f" {fmt.clock_s(status.position_ns)}/{fmt.clock_s(status.duration_ns)}"
+                         f" ×{status.speed:g}")
+        state.append(f"  {fmt.count(status.events_per_s)} ev/s", style="bold")
+    if snap is not None:
+        state.append(f"  {fmt.count(snap.events)} events  ")
+        if snap.lost_events:
+            state.append(f" LOST {snap.lost_events:,} ", style="bold white on red")
+            if snap.gap_flagged:
+                state.append(" numbers cross a gap ", style="bold red")
+        else:
+            state.append("lost 0", style="green")
+    if status is not None and status.dropped_batches:
+        state.append(f"  UI DROPPED {status.dropped_batches} BATCHES ", style="bold white on red")
+    if status is not None and status.live:
+        state.append("  ")
+        if status.recording_path:
+            state.append(" ● REC ", style="bold white on red")
+            state.append(f" {status.recording_path} {fmt.count(status.recorded_events)} ev")
+        else:
+            state.append("not recording", style="dim")
+    modes = _modes_text(meta)
+    modes.no_wrap, modes.overflow = True, "ellipsis"
+    return Text("\n").join([top, state, modes])

@@ -1,0 +1,110 @@
+"""The tasks table: one row per task from ``Snapshot.tasks``, sortable (s) and filterable (/)."""
+from __future__ import annotations
+
+import pandas as pd
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
+
+from . import fmt
+
+# (column in Snapshot.tasks, heading, width) -- sort keys cycle in this order with `s`
+COLUMNS = (
+    ("tid", "PID", 7),
+    ("comm", "COMM", 15),
+    ("xsave", "XSAVE", 7),
+    ("xrstor", "XRSTOR", 7),
+    ("avoidable_xrstor", "AVOID", 6),
+    ("kfpu_sections", "KFPU", 6),
+    ("kfpu_ns", "KFPU t", 7),
+    ("state", "STATE", 8),
+)
+SORT_KEYS = ("xrstor", "xsave", "avoidable_xrstor", "kfpu_sections", "kfpu_ns", "tid", "comm")
+MAX_ROWS = 500           # a 10 Hz redraw of thousands of rows is wasted: nobody scrolls that far
+
+
+def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str) -> pd.DataFrame:
+    df = tasks
+    if filter_text:
+        needle = filter_text.lower()
+        mask = df["comm"].astype(str).str.lower().str.contains(needle, regex=False) \
+            | df["tid"].astype(str).str.contains(needle, regex=False) \
+            | df["tgid"].astype(str).str.contains(needle, regex=False)
+        df = df[mask]
+    ascending = sort_key in ("tid", "comm")
+    df = df.sort_values([sort_key, "tid"], ascending=[ascending, True], kind="stable")
+    return df.head(MAX_ROWS)
+
+
+class TasksTable(DataTable):
+    """Keeps the cursor on the same task across refreshes (rows are keyed by tid)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
+        self.sort_key = "xrstor"
+        self.filter_text = ""
+        self._last: pd.DataFrame | None = None
+
+    def on_mount(self) -> None:
+        for key, heading, width in COLUMNS:
+            self.add_column(heading, key=key, width=width)
+        self._label_columns()
+
+    def _label_columns(self) -> None:
+        for key, heading, _ in COLUMNS:
+            col = self.columns.get(key)  # type: ignore[call-overload]
+            if col is not None:
+                mark = ("▲" if key in ("tid", "comm") else "▼") if key == self.sort_key else ""
+                col.label = Text(heading + mark, style="bold" if mark else "")
+        self.refresh()
+
+    def cycle_sort(self) -> str:
+        i = SORT_KEYS.index(self.sort_key) if self.sort_key in SORT_KEYS else -1
+        self.sort_key = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
+        self._label_columns()
+        self._redraw()
+        return self.sort_key
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._redraw()
+
+    def show(self, tasks: pd.DataFrame) -> None:
+        self._last = tasks
+        self._redraw()
+
+    @property
+    def selected_tid(self) -> int | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return int(key.value) if key.value is not None else None
+
+    def _redraw(self) -> None:
+        if self._last is None:
+            return
+        keep = self.selected_tid
+        df = filter_and_sort(self._last, self.sort_key, self.filter_text)
+        self.clear(columns=False)
+        for row in df.itertuples(index=False):
+            self.add_row(*render_row(row), key=str(row.tid))
+        if keep is not None:
+            try:
+                self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
+            except RowDoesNotExist:      # the task left the (filtered) table: cursor stays put
+                pass
+
+
+def render_row(row) -> tuple:
+    avoid = int(row.avoidable_xrstor)
+    return (
+        Text(str(row.tid), justify="right"),
+        Text(str(row.comm), style=fmt.task_style(row.tid)) if not row.kthread
+        else Text(f"[{row.comm}]", style="dim"),
+        Text(fmt.count(row.xsave), justify="right"),
+        Text(fmt.count(row.xrstor), justify="right"),
+        Text(fmt.count(avoid), justify="right", style="bold red" if avoid else ""),
+        Text(fmt.count(row.kfpu_sections), justify="right"),
+        Text(fmt.duration_ns(row.kfpu_ns) if row.kfpu_ns else "-", justify="right"),
+        Text(str(row.state), style="dim" if row.state in ("exited", "sleeping") else ""),
+    )

@@ -1,0 +1,81 @@
+"""Hand-made model pictures for the dashboard's renderer tests (no model, no kernel needed)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fputrace.events import EVENT_DTYPE
+from fputrace.model.snapshot import (KERNEL, NONE, TASK, UNKNOWN, CpuView, OwnerInterval,
+                                     PolicyView, Snapshot, TaskDetail)
+
+S = 1_000_000_000
+META = {"host": "testhost", "kernel": "6.18.0-test", "modes": {"switch_save": "exact",
+        "user_return_restore": "exact", "kfpu": "inferred"},
+        "xstate": {"features": ["x87", "SSE", "AVX", "PKRU"], "size_bytes": 832}}
+
+
+def hand_made_snapshot(now_ns: int = 20 * S, lost: int = 0) -> Snapshot:
+    w = 10 * S
+    t0 = now_ns - w
+    cpu0 = CpuView(0, TASK, 101, "firefox", (
+        OwnerInterval(t0, t0 + 3 * S, TASK, 101), OwnerInterval(t0 + 3 * S, t0 + 4 * S, KERNEL),
+        OwnerInterval(t0 + 4 * S, t0 + 7 * S, TASK, 202), OwnerInterval(t0 + 7 * S, now_ns, TASK, 101)),
+        tuple(float(x) for x in range(10)), tuple(float(2 * x) for x in range(10)))
+    cpu1 = CpuView(1, UNKNOWN if lost else NONE, 0, "", (
+        OwnerInterval(t0, t0 + 5 * S, NONE), OwnerInterval(t0 + 5 * S, now_ns, UNKNOWN)),
+        (0.0,) * 10, (1.0,) * 10)
+    tasks = pd.DataFrame({
+        "tid": [101, 202, 7], "tgid": [101, 202, 7], "comm": ["firefox", "cc1", "kworker/0:1"],
+        "kthread": [False, False, True], "xsave": [1500, 300, 0], "xrstor": [1400, 350, 0],
+        "avoidable_xrstor": [0, 12, 0], "kfpu_sections": [40, 0, 900], "kfpu_ns": [50_000, 0, 2_000_000],
+        "state": ["user", "sleeping", "kernel"], "last_cpu": [0, 0, 1]})
+    callers = pd.DataFrame({"caller": ["sha256_avx2_update+0x3c", "xor_avx_5+0x12"],
+                            "sections": [900, 40], "total_ns": [2_000_000, 50_000],
+                            "max_ns": [9_000, 4_000], "p99_ns": [7_000, 3_500]})
+    hist = pd.DataFrame({"lo_ns": [512, 1024, 2048, 4096, 8192], "count": [100, 500, 300, 39, 1]})
+    policies = (PolicyView("eager", 2000, 2600, 700, 2_000_000, 1.1e6),
+                PolicyView("deferred", 1800, 1750, 12, 1_500_000, 0.8e6))
+    return Snapshot(now_ns=now_ns, window_ns=w, events=123_456, lost_events=lost,
+                    gap_flagged=bool(lost), cpus=(cpu0, cpu1), tasks=tasks, kfpu_callers=callers,
+                    kfpu_hist=hist, policies=policies, recorded_policy="deferred", self_check=0.998,
+                    cost_model="builtin-epyc", inferred_kinds=("KFPU_BEGIN",) if True else ())
+
+
+def hand_made_detail(tid: int = 101, now_ns: int = 20 * S) -> TaskDetail:
+    causes = pd.DataFrame({"kind": ["XSAVE", "XSAVE", "XRSTOR"], "cause": ["switch", "kfpu", "user-return"],
+                           "count": [1400, 100, 1400], "avoidable": [0, 0, 0]})
+    timeline = pd.DataFrame({"start_ns": [now_ns - 8 * S, now_ns - 5 * S, now_ns - 4 * S],
+                             "end_ns": [now_ns - 5 * S, now_ns - 4 * S, now_ns],
+                             "state": ["regs:0", "memory", "regs:1"]})
+    return TaskDetail(tid, tid, "firefox", causes, timeline)
+
+
+class HandModel:
+    """Model stand-in that counts what it is fed and answers with the hand-made picture."""
+
+    def __init__(self, lost: int = 0) -> None:
+        self.fed_events = 0
+        self.lost_seen = 0
+        self.lost = lost
+        self.last_ts = 0
+
+    def feed(self, batch: np.ndarray) -> None:
+        self.fed_events += len(batch)
+        self.lost_seen += int(batch["a0"][batch["kind"] == 11].sum())
+        if len(batch):
+            self.last_ts = int(batch["ts_ns"][-1])
+
+    def snapshot(self, window_ns: int) -> Snapshot:
+        return hand_made_snapshot(lost=self.lost + self.lost_seen)
+
+    def task_detail(self, tid: int) -> TaskDetail:
+        return hand_made_detail(tid)
+
+
+def synthetic_events(n: int, t0_ns: int = 0, span_ns: int = 20 * S, cpus: int = 2) -> np.ndarray:
+    ev = np.zeros(n, dtype=EVENT_DTYPE)
+    ev["ts_ns"] = t0_ns + np.linspace(0, span_ns, n, dtype=np.int64)
+    ev["cpu"] = np.arange(n) % cpus
+    ev["kind"] = 4
+    ev["tid"] = 101
+    return ev
