@@ -1,0 +1,616 @@
+/* fputrace.bpf.c: emit FPU save/restore facts; meaning lives in Python (fputrace/model).
+ *
+ * Compiled by bcc at run time with -D options chosen by fputrace/capture/plan.py:
+ *   FPT_RINGBUF, FPT_RINGBUF_PAGES, FPT_WAKEUP_BYTES   transport (else perf buffer)
+ *   FPT_KFPU_{FENTRY,KPROBE}, FPT_KFPU_BEGIN_FN, FPT_KFPU_END_FN, FPT_KFPU_HAS_MASK
+ *   FPT_KFPU_BEGIN_START/_END, FPT_KFPU_END_START/_END   text ranges (fentry caller search)
+ *   FPT_XSAVE_{FENTRY,KPROBE}, FPT_XSAVE_FN             real save function
+ *   FPT_XRSTOR_{FENTRY,KPROBE}, FPT_XRSTOR_FN           real restore function
+ *   FPT_URET_{FENTRY,KPROBE}, FPT_URET_FN               switch_fpu_return
+ *   FPT_TP_DEACTIVATED, FPT_TP_ACTIVATED, FPT_TP_SYNC, FPT_TP_LOAD_FPU, FPT_TP_KVM,
+ *   FPT_TP_NEWTASK, FPT_FORK_COMM_DATA_LOC               tracepoints present here
+ *   FPT_INFER                                            raw_syscalls inference (SPEC 5.4)
+ *   FPT_FILTER_TGID, FPT_FILTER_COMM                     --pid / --comm
+ *   FPT_SYNTHETIC                                        benchmark only: K records per sys_enter
+ * Kernel structs: only task->thread_info.flags at offset 0 of task_struct is read (SPEC 4), so
+ * this compiles against any x86-64 header tree.
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+#include "fputrace.h"
+
+#ifndef FPT_RINGBUF_PAGES
+#define FPT_RINGBUF_PAGES 1024
+#endif
+#ifndef FPT_WAKEUP_EVERY
+#define FPT_WAKEUP_EVERY 1024   /* power of two: wake the consumer every N records per CPU */
+#endif
+#define FPT_CALLER_DEPTH 8
+/* indirection so that -DFPT_*_FN=name is expanded before KFUNC_PROBE pastes it */
+#define FPT_KFUNC(fn, ...) KFUNC_PROBE(fn, ##__VA_ARGS__)
+
+#ifdef FPT_RINGBUF
+BPF_RINGBUF_OUTPUT(events, FPT_RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(events);
+#endif
+BPF_PERCPU_ARRAY(counters, u64, FPT_CTR_MAX);
+BPF_PERCPU_ARRAY(calib, u64, FPT_CAL_MAX);
+BPF_ARRAY(config, u64, FPT_CFG_MAX);
+
+/* What happens on this CPU right now: pairs a probe with the tracepoint that follows it, so
+ * that each real save/restore is emitted exactly once. Preemption is off across each pair. */
+struct cpu_state {
+	u32 switch_prev;   /* prev tid between sched_switch and its regs_deactivated */
+	u32 kfpu_tid;      /* tid + 1 inside kernel_fpu_begin .. kernel_fpu_end */
+	u32 sync_tid;      /* tid inside x86_fpu_before_save .. after_save */
+	u32 sync_live;     /* regs were live at before_save: a real save follows */
+	u32 uret_tid;      /* tid inside switch_fpu_return */
+	u32 restore_tid;   /* restore probe seen, waiting for regs_activated */
+	u32 restore_tgid;
+	u32 restore_cause;
+	u64 restore_ts;
+	u32 newtask_pid;   /* task:task_newtask stash for sched_process_fork */
+	u32 _pad;
+	u64 newtask_flags;
+};
+BPF_PERCPU_ARRAY(cpu_states, struct cpu_state, 1);
+
+static __always_inline void ctr_add(u32 id, u64 n)
+{
+	u64 *c = counters.lookup(&id);
+	if (c)
+		*c += n;
+}
+
+static __always_inline u64 task_flags(void)
+{
+	/* thread_info is the first member of task_struct on x86-64; flags its first field */
+	u64 flags = 0;
+	bpf_probe_read_kernel(&flags, sizeof(flags), (void *)bpf_get_current_task());
+	return flags;
+}
+
+static __always_inline int filtered_out(u32 tgid)
+{
+#ifdef FPT_FILTER_TGID
+	if (tgid != FPT_FILTER_TGID)
+		return 1;
+#endif
+#ifdef FPT_FILTER_COMM
+	char want[16] = FPT_FILTER_COMM;
+	char comm[16] = {};
+	bpf_get_current_comm(&comm, sizeof(comm));
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (comm[i] != want[i])
+			return 1;
+		if (want[i] == 0)
+			break;
+	}
+#endif
+	return 0;
+}
+
+static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 tid, u32 tgid,
+				    u64 a0, u64 a1)
+{
+	u32 key = FPT_CTR_EVENTS;
+	u64 *nr = counters.lookup(&key);
+	u64 seq = 0;
+	if (nr)
+		seq = ++*nr;
+#ifdef FPT_RINGBUF
+	struct fpt_event *e = events.ringbuf_reserve(sizeof(struct fpt_event));
+	if (!e) {
+		ctr_add(FPT_CTR_LOST, 1);
+		return;
+	}
+#else
+	struct fpt_event ev = {};
+	struct fpt_event *e = &ev;
+#endif
+	e->ts_ns = ts;
+	e->a0 = a0;
+	e->a1 = a1;
+	e->tid = tid;
+	e->tgid = tgid;
+	e->cpu = bpf_get_smp_processor_id();
+	e->kind = kind;
+	e->flags = flags;
+	e->_pad = 0;
+#ifdef FPT_RINGBUF
+	/* Wake the consumer only every FPT_WAKEUP_EVERY records (a wakeup is an irq_work and a
+	 * context switch); it also polls with a timeout, so nothing waits longer than that. */
+	events.ringbuf_submit(e, (seq & (FPT_WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+#else
+	if (events.perf_submit(ctx, e, sizeof(*e)) < 0)
+		ctr_add(FPT_CTR_LOST, 1);
+#endif
+}
+
+static __always_inline void emit(void *ctx, u8 kind, u8 flags, u64 a0, u64 a1)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	emit_at(ctx, bpf_ktime_get_ns(), kind, flags, (u32)id, id >> 32, a0, a1);
+}
+
+static __always_inline struct cpu_state *cpu_state(void)
+{
+	u32 zero = 0;
+	return cpu_states.lookup(&zero);
+}
+
+static __always_inline void calib_sample(u32 and_slot, u32 n_slot, u64 flags, int is_or)
+{
+	u32 n_key = n_slot, v_key = and_slot;
+	u64 *n = calib.lookup(&n_key);
+	u64 *v = calib.lookup(&v_key);
+	if (!n || !v || *n >= FPT_CAL_SAMPLES)
+		return;
+	if (is_or)
+		*v |= flags;
+	else
+		*v = *n ? (*v & flags) : flags;
+	*n += 1;
+}
+
+/* ---------------------------------------------------------------- inference (SPEC 5.4) ---- */
+#ifdef FPT_INFER
+#define SYS_ACTIVE    1
+#define SYS_SWITCHED  2
+#define SYS_EXEC      4
+#define NR_RT_SIGRETURN 15
+struct sys_state {
+	u64 enter_ts;
+	u32 nr;
+	u32 state;
+};
+BPF_TABLE("lru_hash", u32, struct sys_state, sys_states, 65536);
+
+static __always_inline u64 tif_mask(void)
+{
+	u32 key = FPT_CFG_TIF_BIT;
+	u64 *bit = config.lookup(&key);
+	if (!bit || *bit >= 64)
+		return 0;
+	return 1ULL << *bit;
+}
+
+static __always_inline void sys_mark(u32 tid, u32 what)
+{
+	struct sys_state *s = sys_states.lookup(&tid);
+	if (s && (s->state & SYS_ACTIVE))
+		s->state |= what;
+}
+
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	u64 flags = task_flags();
+	calib_sample(FPT_CAL_OR_ENTER, FPT_CAL_N_ENTER, flags, 1);
+#ifdef FPT_SYNTHETIC
+#pragma unroll
+	for (int i = 0; i < FPT_SYNTHETIC; i++)
+		emit(ctx, FPT_USER_RETURN, 0, 0, i);
+#endif
+	u64 mask = tif_mask();
+	if (!mask || (flags & mask) || filtered_out(id >> 32))
+		return 0;
+	struct sys_state s = {.enter_ts = bpf_ktime_get_ns(), .nr = (u32)ctx->args[1],
+			      .state = SYS_ACTIVE};
+	sys_states.update(&tid, &s);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct sys_state *s = sys_states.lookup(&tid);
+	if (!s || !(s->state & SYS_ACTIVE))
+		return 0;
+	u32 state = s->state;
+	u32 nr = s->nr;
+	s->state = 0;
+	u64 mask = tif_mask();
+	if (!mask || (state & (SYS_SWITCHED | SYS_EXEC)) || nr == NR_RT_SIGRETURN)
+		return 0;
+	if (!(task_flags() & mask))
+		return 0;
+	/* TIF_NEED_FPU_LOAD turned on inside this syscall without a switch-out: a kernel FPU
+	 * section saved the user registers. Timing inside the syscall is unknown: stamp all three
+	 * at sys_exit (user space keeps their order). */
+	u64 id = bpf_get_current_pid_tgid();
+	u64 ts = bpf_ktime_get_ns();
+	emit_at(ctx, ts, FPT_KFPU_BEGIN, FPT_FLAG_INFERRED, tid, id >> 32, 0, 0);
+	emit_at(ctx, ts, FPT_XSAVE, FPT_FLAG_INFERRED, tid, id >> 32, 0, FPT_XS_KFPU);
+	emit_at(ctx, ts, FPT_KFPU_END, FPT_FLAG_INFERRED, tid, id >> 32, 0, 0);
+	ctr_add(FPT_CTR_INFERRED_KFPU, 1);
+	return 0;
+}
+#endif /* FPT_INFER */
+
+/* ---------------------------------------------------------------- scheduler ---------------- */
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	struct cpu_state *cs = cpu_state();
+	u32 prev = args->prev_pid;
+	if (cs) {
+		if (cs->restore_tid) {   /* a restore probe whose activated never came: emit it now */
+			emit_at(args, cs->restore_ts, FPT_XRSTOR, 0, cs->restore_tid, cs->restore_tgid,
+				0, cs->restore_cause);
+			ctr_add(FPT_CTR_RESTORE_UNPAIRED, 1);
+			cs->restore_tid = 0;
+		}
+		cs->switch_prev = prev;
+		cs->uret_tid = 0;
+	}
+#ifdef FPT_INFER
+	sys_mark(prev, SYS_SWITCHED);
+#endif
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (filtered_out(tgid))
+		return 0;
+	long state = args->prev_state;
+	/* TASK_REPORT_MAX (0x100) marks a preempted task: runnable */
+	u64 blocked = (state & 0x100) ? 0 : (state & 0xff);
+	emit_at(args, bpf_ktime_get_ns(), FPT_SWITCH, 0, prev, tgid, (u32)args->next_pid, blocked);
+	return 0;
+}
+
+#ifdef FPT_TP_NEWTASK
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	struct cpu_state *cs = cpu_state();
+	if (cs) {
+		cs->newtask_pid = args->pid;
+		cs->newtask_flags = args->clone_flags;
+	}
+	return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+	if (filtered_out(tgid))
+		return 0;
+	u32 child = args->child_pid;
+	u32 child_tgid = 0;
+	struct cpu_state *cs = cpu_state();
+	if (cs && cs->newtask_pid == child)
+		child_tgid = (cs->newtask_flags & 0x00010000 /* CLONE_THREAD */) ? tgid : child;
+	u64 ts = bpf_ktime_get_ns();
+	emit_at(args, ts, FPT_FORK, 0, (u32)id, tgid, child, child_tgid);
+	char comm[16] = {};
+#ifdef FPT_FORK_COMM_DATA_LOC
+	TP_DATA_LOC_READ_CONST(comm, child_comm, sizeof(comm));
+#else
+	bpf_probe_read_kernel(comm, sizeof(comm), args->child_comm);
+#endif
+	u64 c0 = 0, c1 = 0;
+	__builtin_memcpy(&c0, comm, 8);
+	__builtin_memcpy(&c1, comm + 8, 8);
+	emit_at(args, ts, FPT_COMM, 0, child, child_tgid, c0, c1);
+	if (tgid == 2)   /* children of kthreadd are kernel threads */
+		emit_at(args, ts, FPT_TASK, 0, child, child_tgid, FPT_TASK_KTHREAD, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	u64 id = bpf_get_current_pid_tgid();
+#ifdef FPT_INFER
+	sys_mark((u32)id, SYS_EXEC);
+#endif
+	if (filtered_out(id >> 32))
+		return 0;
+	char comm[16] = {};
+	bpf_get_current_comm(&comm, sizeof(comm));
+	u64 c0 = 0, c1 = 0;
+	__builtin_memcpy(&c0, comm, 8);
+	__builtin_memcpy(&c1, comm + 8, 8);
+	u64 ts = bpf_ktime_get_ns();
+	emit_at(args, ts, FPT_COMM, 0, (u32)id, id >> 32, c0, c1);
+	emit_at(args, ts, FPT_EXEC, 0, (u32)id, id >> 32, 0, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	if (!filtered_out(id >> 32))
+		emit(args, FPT_EXIT, 0, 0, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- x86_fpu tracepoints ------ */
+#ifdef FPT_TP_DEACTIVATED
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_deactivated)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	struct cpu_state *cs = cpu_state();
+	if (!cs || !tid || cs->switch_prev != tid) {
+		/* fpu__drop (exec, exit) also deactivates, without saving anything */
+		ctr_add(FPT_CTR_DEACT_NOT_SAVE, 1);
+		return 0;
+	}
+	cs->switch_prev = 0;
+	calib_sample(FPT_CAL_AND_DEACT, FPT_CAL_N_DEACT, task_flags(), 0);
+	if (!filtered_out(id >> 32))
+		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SWITCH);
+	return 0;
+}
+#endif
+
+#ifdef FPT_TP_ACTIVATED
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	calib_sample(FPT_CAL_AND_ACT, FPT_CAL_N_ACT, task_flags(), 0);
+	u32 cause = FPT_XR_UNKNOWN;
+	struct cpu_state *cs = cpu_state();
+#if defined(FPT_XRSTOR_FENTRY) || defined(FPT_XRSTOR_KPROBE)
+	/* The restore probe fired just before: emit it here, once, with xfeatures. */
+	u64 ts = bpf_ktime_get_ns();
+	if (cs && cs->restore_tid == tid) {
+		cause = cs->restore_cause;
+		ts = cs->restore_ts;
+		cs->restore_tid = 0;
+	}
+	if (!filtered_out(id >> 32))
+		emit_at(args, ts, FPT_XRSTOR, 0, tid, id >> 32, args->xfeatures, cause);
+	return 0;
+#else
+	/* In 5.2+ this fires after a real XRSTOR: on the return to user mode, or inside a syscall
+	 * (sigreturn, fork, KVM) */
+	cause = FPT_XR_USER_RETURN;
+#ifdef FPT_INFER
+	struct sys_state *s = sys_states.lookup(&tid);
+	if (s && (s->state & SYS_ACTIVE))
+		cause = s->nr == NR_RT_SIGRETURN ? FPT_XR_SIGNAL : FPT_XR_UNKNOWN;
+#endif
+	if (cs && cs->uret_tid == tid)
+		cause = FPT_XR_USER_RETURN;
+	if (!filtered_out(id >> 32))
+		emit(args, FPT_XRSTOR, 0, args->xfeatures, cause);
+	return 0;
+#endif
+}
+#endif
+
+#ifdef FPT_TP_SYNC
+/* fpu_sync_fpstate() (ptrace, coredump, signal frames): before_save .. after_save brackets a
+ * save that happens only if the registers are live. */
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_before_save)
+{
+	struct cpu_state *cs = cpu_state();
+	if (!cs)
+		return 0;
+	cs->sync_tid = (u32)bpf_get_current_pid_tgid();
+#ifdef FPT_TP_LOAD_FPU
+	cs->sync_live = !args->load_fpu;
+#else
+	cs->sync_live = 1;
+#endif
+	return 0;
+}
+
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_after_save)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct cpu_state *cs = cpu_state();
+	if (!cs || cs->sync_tid != (u32)id)
+		return 0;
+	u32 live = cs->sync_live;
+	cs->sync_tid = 0;
+#if !defined(FPT_XSAVE_FENTRY) && !defined(FPT_XSAVE_KPROBE)
+	if (live && !filtered_out(id >> 32))
+		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SYNC);
+#endif
+	return 0;
+}
+#endif
+
+#ifdef FPT_TP_KVM
+TRACEPOINT_PROBE(kvm, kvm_fpu)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	if (!filtered_out(id >> 32))
+		emit(args, FPT_KVM_FPU, 0, args->load, 0);
+	return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------- probe handlers ---------- */
+/* Shared bodies; the fentry and kprobe wrappers below only differ in how they get arguments
+ * and the caller address. */
+static __always_inline void on_kfpu_begin(void *ctx, u64 mask, u64 caller)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct cpu_state *cs = cpu_state();
+	if (cs)
+		cs->kfpu_tid = (u32)id + 1;   /* +1: kernel FPU on the idle task (tid 0) counts too */
+	if (!filtered_out(id >> 32))
+		emit(ctx, FPT_KFPU_BEGIN, 0, mask, caller);
+}
+
+static __always_inline void on_kfpu_end(void *ctx, u64 caller)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct cpu_state *cs = cpu_state();
+	if (cs)
+		cs->kfpu_tid = 0;
+	if (!filtered_out(id >> 32))
+		emit(ctx, FPT_KFPU_END, 0, 0, caller);
+}
+
+static __always_inline void on_xsave(void *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	u32 cause = FPT_XS_UNKNOWN;
+	struct cpu_state *cs = cpu_state();
+	if (cs) {
+		if (cs->switch_prev == tid && tid) {
+#ifdef FPT_TP_DEACTIVATED
+			return;   /* regs_deactivated follows and emits it, with xfeatures */
+#else
+			cause = FPT_XS_SWITCH;
+#endif
+		} else if (cs->kfpu_tid == tid + 1) {
+			cause = FPT_XS_KFPU;
+		} else if (cs->sync_tid == tid && tid) {
+			cause = FPT_XS_SYNC;
+		}
+	}
+	if (!filtered_out(id >> 32))
+		emit(ctx, FPT_XSAVE, 0, 0, cause);
+}
+
+static __always_inline void on_xrstor(void *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	u32 cause = FPT_XR_UNKNOWN;
+	struct cpu_state *cs = cpu_state();
+	if (cs && cs->uret_tid == tid && tid)
+		cause = FPT_XR_USER_RETURN;
+#ifdef FPT_TP_ACTIVATED
+	if (cs) {
+		if (cs->restore_tid) {
+			emit_at(ctx, cs->restore_ts, FPT_XRSTOR, 0, cs->restore_tid, cs->restore_tgid,
+				0, cs->restore_cause);
+			ctr_add(FPT_CTR_RESTORE_UNPAIRED, 1);
+		}
+		if (filtered_out(id >> 32)) {
+			cs->restore_tid = 0;
+			return;
+		}
+		cs->restore_tid = tid;
+		cs->restore_tgid = id >> 32;
+		cs->restore_cause = cause;
+		cs->restore_ts = bpf_ktime_get_ns();
+		return;    /* regs_activated follows and emits it, with xfeatures */
+	}
+#endif
+	if (!filtered_out(id >> 32))
+		emit(ctx, FPT_XRSTOR, 0, 0, cause);
+}
+
+static __always_inline void on_user_return(void *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct cpu_state *cs = cpu_state();
+	if (cs)
+		cs->uret_tid = (u32)id;
+	if (!filtered_out(id >> 32))
+		emit(ctx, FPT_USER_RETURN, 0, 0, 0);
+}
+
+#if defined(FPT_KFPU_FENTRY)
+/* fentry has no pt_regs: take the kernel stack and return the frame after the first one inside
+ * the traced function (the trampoline's return address, fn+N); its successor is the caller. */
+static __always_inline u64 fentry_caller(void *ctx, u64 fn_start, u64 fn_end)
+{
+	u64 stack[FPT_CALLER_DEPTH] = {};
+	long n = bpf_get_stack(ctx, stack, sizeof(stack), 0);
+	if (n <= 0)
+		goto unknown;
+#pragma unroll
+	for (int i = 0; i < FPT_CALLER_DEPTH - 1; i++) {
+		if (stack[i] >= fn_start && stack[i] < fn_end)
+			return stack[i + 1];
+	}
+unknown:
+	ctr_add(FPT_CTR_CALLER_UNKNOWN, 1);
+	return 0;
+}
+#ifdef FPT_KFPU_HAS_MASK
+FPT_KFUNC(FPT_KFPU_BEGIN_FN, unsigned int kfpu_mask)
+{
+	on_kfpu_begin(ctx, kfpu_mask,
+		      fentry_caller(ctx, FPT_KFPU_BEGIN_START, FPT_KFPU_BEGIN_END));
+	return 0;
+}
+#else
+FPT_KFUNC(FPT_KFPU_BEGIN_FN)
+{
+	on_kfpu_begin(ctx, 0, fentry_caller(ctx, FPT_KFPU_BEGIN_START, FPT_KFPU_BEGIN_END));
+	return 0;
+}
+#endif
+FPT_KFUNC(FPT_KFPU_END_FN)
+{
+	on_kfpu_end(ctx, fentry_caller(ctx, FPT_KFPU_END_START, FPT_KFPU_END_END));
+	return 0;
+}
+#elif defined(FPT_KFPU_KPROBE)
+/* At a function's entry, *(u64 *)sp is the return address (what kretprobes hijack). */
+static __always_inline u64 kprobe_caller(struct pt_regs *ctx)
+{
+	u64 ret = 0;
+	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
+	return ret;
+}
+int fpt_kprobe_kfpu_begin(struct pt_regs *ctx)
+{
+#ifdef FPT_KFPU_HAS_MASK
+	on_kfpu_begin(ctx, (u32)PT_REGS_PARM1(ctx), kprobe_caller(ctx));
+#else
+	on_kfpu_begin(ctx, 0, kprobe_caller(ctx));
+#endif
+	return 0;
+}
+int fpt_kprobe_kfpu_end(struct pt_regs *ctx)
+{
+	on_kfpu_end(ctx, kprobe_caller(ctx));
+	return 0;
+}
+#endif
+
+#if defined(FPT_XSAVE_FENTRY)
+FPT_KFUNC(FPT_XSAVE_FN)
+{
+	on_xsave(ctx);
+	return 0;
+}
+#elif defined(FPT_XSAVE_KPROBE)
+int fpt_kprobe_xsave(struct pt_regs *ctx)
+{
+	on_xsave(ctx);
+	return 0;
+}
+#endif
+
+#if defined(FPT_XRSTOR_FENTRY)
+FPT_KFUNC(FPT_XRSTOR_FN)
+{
+	on_xrstor(ctx);
+	return 0;
+}
+#elif defined(FPT_XRSTOR_KPROBE)
+int fpt_kprobe_xrstor(struct pt_regs *ctx)
+{
+	on_xrstor(ctx);
+	return 0;
+}
+#endif
+
+#if defined(FPT_URET_FENTRY)
+FPT_KFUNC(FPT_URET_FN)
+{
+	on_user_return(ctx);
+	return 0;
+}
+#elif defined(FPT_URET_KPROBE)
+int fpt_kprobe_user_return(struct pt_regs *ctx)
+{
+	on_user_return(ctx);
+	return 0;
+}
+#endif

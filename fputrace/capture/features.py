@@ -1,0 +1,240 @@
+"""Everything fputrace needs to know about this host, probed once (libbpf-tools' compat.c idea).
+
+The rest of the capture code reads ``host_features()``; nothing else looks at tracefs, kallsyms,
+BTF or privileges. Probes that cost something (loading a test fentry program) run lazily and
+are cached for the life of the process.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from pathlib import Path
+
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def expected_tif_bit(version: tuple[int, int]) -> int | None:
+    """TIF_NEED_FPU_LOAD by kernel version (SPEC 4); calibration checks it live."""
+    if version < (5, 2):
+        return None              # eager FPU: no such flag
+    return 19 if version >= (6, 18) else 14
+
+
+@dataclass
+class Probe:
+    ok: bool
+    reason: str = ""             # why not (or a detail when ok)
+
+
+@dataclass
+class Features:
+    release: str = field(default_factory=platform.release)
+
+    @cached_property
+    def version(self) -> tuple[int, int]:
+        return kernel_version(self.release)
+
+    @cached_property
+    def host(self) -> str:
+        return socket.gethostname()
+
+    @cached_property
+    def cpu_model(self) -> str:
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return platform.processor() or "unknown"
+
+    @cached_property
+    def nr_cpus(self) -> int:
+        return os.cpu_count() or 1
+
+    @cached_property
+    def possible_cpus(self) -> int:
+        """Per-CPU BPF maps are sized by possible CPUs, not online ones."""
+        try:
+            text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+            return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+        except (OSError, ValueError):
+            return self.nr_cpus
+
+    # ---- privileges -------------------------------------------------------------------
+    @cached_property
+    def privileges(self) -> Probe:
+        if os.geteuid() == 0:
+            return Probe(True, "root")
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    if caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON)):
+                        return Probe(True, "CAP_BPF+CAP_PERFMON")
+        except OSError:
+            pass
+        return Probe(False, "needs root or CAP_BPF+CAP_PERFMON (run with sudo)")
+
+    @cached_property
+    def bcc(self) -> Probe:
+        try:
+            import bcc  # noqa: F401  (the distribution's python3-bpfcc)
+        except ImportError as err:
+            return Probe(False, f"cannot import bcc ({err}): apt install python3-bpfcc, and use a "
+                                "venv created with --system-site-packages")
+        return Probe(True, getattr(bcc, "__file__", "bcc"))
+
+    # ---- tracefs ----------------------------------------------------------------------
+    @cached_property
+    def tracefs(self) -> Path | None:
+        for cand in TRACEFS_CANDIDATES:
+            if (cand / "events").is_dir():
+                return cand
+        return None
+
+    def tracepoint_format(self, name: str) -> str | None:
+        """The format file of ``category:event``, or None where the tracepoint is absent."""
+        if self.tracefs is None:
+            return None
+        cat, ev = name.split(":")
+        try:
+            return (self.tracefs / "events" / cat / ev / "format").read_text()
+        except OSError:
+            return None
+
+    def has_tracepoint(self, name: str) -> bool:
+        return self.tracepoint_format(name) is not None
+
+    def tracepoint_has_field(self, name: str, field_name: str) -> bool:
+        fmt = self.tracepoint_format(name) or ""
+        return re.search(rf"field:[^;]*\b{re.escape(field_name)}(\[\d+\])?;", fmt) is not None
+
+    def tracepoint_field_is_data_loc(self, name: str, field_name: str) -> bool:
+        fmt = self.tracepoint_format(name) or ""
+        return re.search(rf"field:__data_loc [^;]*\b{re.escape(field_name)};", fmt) is not None
+
+    # ---- symbols ----------------------------------------------------------------------
+    @cached_property
+    def kallsyms(self) -> dict[str, int]:
+        """Text symbols of the core kernel and modules -> address (0 when hidden)."""
+        syms: dict[str, int] = {}
+        try:
+            with open("/proc/kallsyms") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 3 and parts[1] in "tTwW":
+                        syms.setdefault(parts[2], int(parts[0], 16))
+        except OSError:
+            pass
+        return syms
+
+    @cached_property
+    def kallsyms_visible(self) -> bool:
+        return any(self.kallsyms.get(s) for s in ("_stext", "schedule"))
+
+    @cached_property
+    def ftrace_functions(self) -> set[str] | None:
+        """Functions ftrace can patch (fentry and ftrace-based kprobes need them); None if unknown."""
+        if self.tracefs is None:
+            return None
+        try:
+            with open(self.tracefs / "available_filter_functions") as f:
+                return {line.split()[0] for line in f if line.strip()}
+        except OSError:
+            return None
+
+    def symbol_range(self, name: str) -> tuple[int, int]:
+        """[start, end) of a text symbol: up to the next symbol's address."""
+        start = self.kallsyms.get(name, 0)
+        if not start:
+            return 0, 0
+        following = [a for a in self._sorted_addrs if a > start][:1]
+        return start, (following[0] if following else start + 4096)
+
+    @cached_property
+    def _sorted_addrs(self) -> list[int]:
+        return sorted(set(self.kallsyms.values()))
+
+    # ---- BTF / fentry / kprobes ---------------------------------------------------------
+    @cached_property
+    def btf(self) -> Probe:
+        if BTF_VMLINUX.exists():
+            return Probe(True, str(BTF_VMLINUX))
+        return Probe(False, "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF)")
+
+    @cached_property
+    def _btf_blob(self) -> bytes:
+        try:
+            return BTF_VMLINUX.read_bytes()
+        except OSError:
+            return b""
+
+    def in_btf(self, name: str) -> bool:
+        # The name in the BTF string table: cheap and good enough (type lookups happen at load).
+        return b"\0" + name.encode() + b"\0" in self._btf_blob
+
+    @cached_property
+    def kprobes(self) -> Probe:
+        pmu = Path("/sys/bus/event_source/devices/kprobe/type").exists()
+        legacy = self.tracefs is not None and (self.tracefs / "kprobe_events").exists()
+        if pmu or legacy:
+            return Probe(True, "kprobe PMU" if pmu else "kprobe_events")
+        return Probe(False, "kprobes unavailable (no kprobe PMU, no kprobe_events in tracefs)")
+
+    @cached_property
+    def fentry(self) -> Probe:
+        """Can a fentry program attach here? Loads a tiny one on kernel_fpu_end (once)."""
+        if not self.btf.ok:
+            return Probe(False, self.btf.reason)
+        if not self.bcc.ok or not self.privileges.ok:
+            return Probe(False, "not tried: " + (self.bcc.reason if not self.bcc.ok else self.privileges.reason))
+        target = next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
+        if target is None:
+            return Probe(False, "no traceable target symbol in kallsyms")
+        from .headers import apply
+        from .loader import try_fentry
+        apply(self.headers)
+        return try_fentry(target)
+
+    @cached_property
+    def ringbuf(self) -> Probe:
+        if self.version >= (5, 8):
+            return Probe(True, "BPF ring buffer")
+        return Probe(False, f"kernel {self.release} < 5.8 has no BPF ring buffer: perf buffer")
+
+    @cached_property
+    def raw_tracepoints(self) -> Probe:
+        if self.version >= (4, 17):
+            return Probe(True, "")
+        return Probe(False, "raw tracepoints need 4.17+")
+
+    @cached_property
+    def recorded_policy(self) -> str:
+        return "deferred" if self.version >= (5, 2) else "eager"
+
+    @cached_property
+    def headers(self):
+        from .headers import find_headers
+        return find_headers(self.release)
+
+    @cached_property
+    def xstate(self) -> dict:
+        from .xstate import layout
+        return layout()
+
+
+@cache
+def host_features() -> Features:
+    return Features()

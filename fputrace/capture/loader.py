@@ -1,0 +1,149 @@
+"""Compile bpf/fputrace.bpf.c with bcc for a Plan, attach it, detach it.
+
+bcc (and clang inside it) print diagnostics straight to file descriptor 2; we catch them so a
+refused program becomes one ``CaptureError`` line, with the full log kept for ``--ebpf``/``-v``.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import CaptureError
+from ..resources import bpf_dir
+from .features import Probe
+from .plan import Plan
+
+SOURCE_NAME = "fputrace.bpf.c"
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Redirect fd 2 (where libbcc and clang write) into a buffer: yields a list that receives
+    the text when the block ends."""
+    out: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _first_error_line(log: str, default: str) -> str:
+    for line in log.splitlines():
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()
+    for pat in (r"(Operation not permitted|Permission denied|Invalid argument|No such file or directory"
+                r"|Device or resource busy|Argument list too long|Cannot allocate memory)",):
+        m = re.search(pat, log)
+        if m:
+            return m.group(1)
+    return default
+
+
+def source_path():
+    return bpf_dir() / SOURCE_NAME
+
+
+def final_cflags(plan_cflags: list[str], ringbuf: bool, buffer_pages: int, extra: list[str] = ()) -> list[str]:
+    flags = [f"-I{bpf_dir()}"] + list(plan_cflags)
+    if ringbuf:
+        flags += ["-DFPT_RINGBUF", f"-DFPT_RINGBUF_PAGES={buffer_pages}",
+                  f"-DFPT_WAKEUP_EVERY={wakeup_every(buffer_pages)}"]
+    return flags + list(extra)
+
+
+def wakeup_every(buffer_pages: int, nr_cpus: int | None = None) -> int:
+    """Records per CPU between consumer wakeups: about 1/16 of the ring, a power of two."""
+    records = buffer_pages * 4096 // 48
+    per_cpu = max(1, records // (16 * (nr_cpus or os.cpu_count() or 1)))
+    return 1 << (per_cpu.bit_length() - 1)
+
+
+def render(cflags: list[str]) -> str:
+    """What --ebpf prints: the flags, then the source bcc compiles."""
+    head = "// bcc cflags: " + " ".join(cflags) + "\n"
+    return head + source_path().read_text()
+
+
+@dataclass
+class Loaded:
+    bpf: object            # bcc.BPF
+    cflags: list[str]
+    log: str
+    attached: bool = True
+
+    def detach_all(self) -> None:
+        """Detach every probe but keep maps (the ring) open so the consumer can drain them."""
+        if not self.attached:
+            return
+        b = self.bpf
+        for ev in list(b.kprobe_fds):
+            b.detach_kprobe_event(ev)
+        for tp in list(b.tracepoint_fds):
+            b.detach_tracepoint(tp)
+        for tp in list(b.raw_tracepoint_fds):
+            b.detach_raw_tracepoint(tp)
+        for fn in list(b.kfunc_entry_fds):
+            b.detach_kfunc(fn)
+        self.attached = False
+
+    def close(self) -> None:
+        self.detach_all()
+        self.bpf.cleanup()
+
+
+def load(plan: Plan, cflags: list[str]) -> Loaded:
+    """Compile and attach (tracepoints, raw tracepoints and fentry auto-attach by name)."""
+    from bcc import BPF
+    b = None
+    with captured_stderr() as log:
+        try:
+            b = BPF(src_file=str(source_path()).encode(), cflags=cflags)
+            for sym, fn in plan.kprobes:
+                b.attach_kprobe(event=sym, fn_name=fn)
+        except Exception as err:     # bcc raises bare Exception for everything
+            failure = err
+        else:
+            failure = None
+    text = log[0] if log else ""
+    if failure is not None:
+        if b is not None:
+            with contextlib.suppress(Exception):
+                b.cleanup()
+        why = _first_error_line(text, str(failure).splitlines()[0] if str(failure) else type(failure).__name__)
+        raise CaptureError(f"the kernel refused the BPF program: {why} "
+                           f"(see the source and flags with --ebpf)")
+    return Loaded(b, cflags, text)
+
+
+def try_fentry(symbol: str) -> Probe:
+    """Load and attach a no-op fentry program on ``symbol``: the only reliable test."""
+    from bcc import BPF
+    text = f"KFUNC_PROBE({symbol}) {{ return 0; }}"
+    with captured_stderr() as log:
+        try:
+            b = BPF(text=text.encode())
+        except Exception as err:
+            failure = err
+        else:
+            failure = None
+            b.cleanup()
+    if failure is None:
+        return Probe(True, f"attached a test program to {symbol}")
+    why = _first_error_line(log[0] if log else "", str(failure))
+    if "Operation not permitted" in why or "EPERM" in why:
+        why = "EPERM: the kernel refuses fentry programs (locked down or sandboxed)"
+    return Probe(False, why)
+
+
+def eperm_hint(err: OSError) -> str:
+    return "needs root or CAP_BPF+CAP_PERFMON" if err.errno == errno.EPERM else str(err)
