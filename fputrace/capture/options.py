@@ -1,0 +1,47 @@
+"""What a capture is asked to do."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from .plan import MODES
+
+DEFAULT_BUFFER_PAGES = 4096        # 16 MiB ring: ~350k events, 0.35 s at 1M events/s
+
+
+@dataclass
+class CaptureOptions:
+    mode: str = "auto"                 # auto | fentry | kprobe | tracepoint
+    pid: int | None = None             # only this process (tgid)
+    comm: str | None = None            # only tasks with this name
+    buffer_pages: int | None = None    # ring buffer size in 4 KiB pages (a power of two)
+    synthetic: int = 0                 # benchmarks: K extra records per sys_enter (tracepoint mode)
+    calibrate_s: float = 0.3           # at most this long for the TIF_NEED_FPU_LOAD calibration
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.pid is not None and self.comm is not None:
+            raise UsageError("--pid and --comm cannot be combined")
+        if self.pid is not None and self.pid <= 0:
+            raise UsageError(f"--pid must be a positive process id, not {self.pid}")
+        if self.comm is not None and (not 0 < len(self.comm.encode()) <= 15
+                                      or any(c in self.comm for c in '"\\\n')):
+            raise UsageError("--comm takes a task name of 1 to 15 bytes (no quotes or backslashes)")
+        pages = self.pages
+        if pages < 1 or pages & (pages - 1):
+            raise UsageError(f"--buffer-pages must be a power of two, not {pages}")
+
+    @property
+    def pages(self) -> int:
+        return self.buffer_pages if self.buffer_pages is not None else DEFAULT_BUFFER_PAGES
+
+    def filter_cflags(self) -> list[str]:
+        flags = []
+        if self.pid is not None:
+            flags.append(f"-DFPT_FILTER_TGID={int(self.pid)}")
+        if self.comm is not None:
+            flags.append(f'-DFPT_FILTER_COMM="{self.comm}"')
+        if self.synthetic:
+            flags.append(f"-DFPT_SYNTHETIC={int(self.synthetic)}")
+        return flags

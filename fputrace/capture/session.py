@@ -1,0 +1,228 @@
+"""CaptureSession: compile, attach, stream time-ordered event batches, detach on exit.
+
+    with CaptureSession(CaptureOptions(mode="auto")) as cap:
+        writer = RecordingWriter(path, cap.meta)
+        for batch in cap.batches(stop_event):      # numpy EVENT_DTYPE, sorted by ts_ns
+            writer.write(batch)
+
+``meta`` (the recording header) holds:
+  source="record", host, kernel_release, cpu_model, nr_cpus, clock="CLOCK_MONOTONIC",
+  start_ns, start_wall (ISO 8601 UTC), end_ns (set when the stream ends),
+  capture_mode ("fentry"|"kprobe"|"tracepoint": how kernel FPU sections were seen),
+  modes {logical_event: {attach, exact, refused{better option: why}, note}},
+  recorded_policy ("deferred" for >= 5.2 else "eager"),
+  tif_need_fpu_load_bit (+ tif_calibration: expected, verified, candidates, samples, source),
+  xstate {xcr0, mask, features[{bit,name,size_bytes,offset}], total_bytes, compacted},
+  lost_per_cpu {cpu: n} (kept current: read ``cap.meta`` after each batch),
+  symbols {"0xffff...": "func+0x1a"} (kallsyms subset for the kernel-FPU callers seen),
+  command (set by the caller), filter {pid, comm}, headers {kind, path},
+  transport {"kind": "ringbuf"|"perfbuf", "buffer_pages": n}.
+
+``batches(stop)`` yields the /proc task table first (COMM/TASK records), then events as they
+pass the reorder watermark (reorder.py), LOST events in-band (exact per-CPU counts of failed
+reserves), and an empty batch at least every ~100 ms so the caller can check the time. When
+``stop`` is set it detaches every probe, drains the buffer, flushes and returns.
+"""
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import threading
+import time
+from bisect import bisect_right
+
+import numpy as np
+
+from ..errors import CaptureError
+from ..events import EVENT_DTYPE, Kind, empty_batch
+from . import abi, tif
+from .features import expected_tif_bit, host_features
+from .headers import apply as apply_headers
+from .options import CaptureOptions
+from .plan import make_plan
+from .reorder import Reorderer
+
+POLL_MS = 100
+
+
+class CaptureSession:
+    def __init__(self, opts: CaptureOptions | None = None):
+        self.opts = opts or CaptureOptions()
+        self.meta: dict = {}
+        self.plan = None
+        self.cflags: list[str] = []
+        self._loaded = None
+        self._reader = None
+        self._reorder = Reorderer()
+        self._lost_seen: list[int] = []
+        self._callers: set[int] = set()
+        self._events = 0
+        self._lost = 0
+        self._t0 = 0.0
+        self.first_event_s: float | None = None   # seconds from __enter__ to the first BPF event
+        self._stopped = False
+
+    # ---- set-up ------------------------------------------------------------------------
+    def __enter__(self) -> "CaptureSession":
+        t_enter = time.monotonic()
+        self.opts.validate()
+        feat = host_features()
+        if not feat.privileges.ok:
+            raise CaptureError(f"live capture {feat.privileges.reason}")
+        if not feat.bcc.ok:
+            raise CaptureError(feat.bcc.reason)
+        headers = feat.headers
+        if headers.kind == "none":
+            raise CaptureError(headers.detail)
+        apply_headers(headers)
+        self.plan = plan = make_plan(feat, self.opts.mode)
+        from .loader import final_cflags, load
+        self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), feat.ringbuf.ok, self.opts.pages)
+        start_ns = time.monotonic_ns()
+        start_wall = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+        self._loaded = load(plan, self.cflags)
+        try:
+            bpf = self._loaded.bpf
+            expected = expected_tif_bit(feat.version)
+            self._set_tif_bit(expected)
+            if feat.ringbuf.ok:
+                from .ringbuf import RingBufferReader
+                self._reader = RingBufferReader(bpf["events"].map_fd, self.opts.pages * 4096)
+            else:
+                from .ringbuf import PerfBufferReader
+                self._reader = PerfBufferReader(bpf)
+            self._lost_seen = [0] * feat.possible_cpus
+            tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s)
+            if tif_info["bit"] != expected:
+                self._set_tif_bit(tif_info["bit"])
+        except BaseException:
+            self.close()
+            raise
+        self._t0 = t_enter
+        self._t_start = time.monotonic()
+        self.meta = {
+            "source": "record",
+            "host": feat.host,
+            "kernel_release": feat.release,
+            "cpu_model": feat.cpu_model,
+            "nr_cpus": feat.nr_cpus,
+            "clock": "CLOCK_MONOTONIC",
+            "start_ns": start_ns,
+            "start_wall": start_wall,
+            "end_ns": None,
+            "capture_mode": plan.effective_mode,
+            "modes": plan.modes_meta(),
+            "recorded_policy": feat.recorded_policy,
+            "tif_need_fpu_load_bit": tif_info["bit"],
+            "tif_calibration": {k: v for k, v in tif_info.items() if k != "bit"},
+            "xstate": feat.xstate,
+            "lost_per_cpu": {},
+            "symbols": {},
+            "command": None,
+            "filter": {"pid": self.opts.pid, "comm": self.opts.comm},
+            "headers": headers.as_meta(),
+            "transport": {"kind": "ringbuf" if feat.ringbuf.ok else "perfbuf",
+                          "buffer_pages": self.opts.pages},
+        }
+        self._start_ns = start_ns
+        return self
+
+    def _set_tif_bit(self, bit: int | None) -> None:
+        cfg = self._loaded.bpf["config"]
+        cfg[ctypes.c_int(abi.CFG_TIF_BIT)] = ctypes.c_uint64(abi.TIF_UNKNOWN if bit is None else bit)
+
+    # ---- streaming ---------------------------------------------------------------------
+    def batches(self, stop: threading.Event):
+        from .tasks import snapshot
+        self._reorder.push(snapshot(self._start_ns))
+        while not stop.is_set():
+            self._ingest(self._reader.poll(POLL_MS))
+            yield self._ready()
+        yield from self._finish()
+
+    def _finish(self):
+        if self._stopped:
+            return
+        self._loaded.detach_all()          # no producer left: what is in the ring is final
+        while True:
+            got = self._reader.read()
+            if not len(got):
+                break
+            self._ingest(got)
+        self._ingest(empty_batch())        # last lost counts, after the drain
+        self._stopped = True
+        out = self._reorder.flush()
+        self.meta["end_ns"] = max(time.monotonic_ns(), int(out["ts_ns"][-1]) if len(out) else 0)
+        self.meta["symbols"] = self.symbols()
+        yield out
+
+    def _ingest(self, got: np.ndarray) -> None:
+        if len(got):
+            if self.first_event_s is None:
+                self.first_event_s = time.monotonic() - self._t0
+            self._events += len(got)
+            kfpu = got[((got["kind"] == Kind.KFPU_BEGIN) | (got["kind"] == Kind.KFPU_END)) & (got["a1"] != 0)]
+            if len(kfpu):
+                self._callers.update(int(a) for a in np.unique(kfpu["a1"]))
+            self._reorder.push(got)
+        lost = self._lost_events()
+        if len(lost):
+            self._reorder.push(lost)
+
+    def _ready(self) -> np.ndarray:
+        return self._reorder.pop_ready()
+
+    def _lost_events(self) -> np.ndarray:
+        per_cpu = [int(v) for v in self._loaded.bpf["counters"][ctypes.c_int(abi.CTR_LOST)]]
+        now = time.monotonic_ns()
+        rows = []
+        for cpu, total in enumerate(per_cpu):
+            delta = total - self._lost_seen[cpu]
+            if delta > 0:
+                self._lost_seen[cpu] = total
+                rows.append((now, delta, 0, 0, 0, cpu, Kind.LOST, 0, 0))
+                self.meta.setdefault("lost_per_cpu", {})[str(cpu)] = total
+                self._lost += delta
+        return np.array(rows, dtype=EVENT_DTYPE) if rows else empty_batch()
+
+    # ---- results -----------------------------------------------------------------------
+    def bpf_counters(self) -> dict:
+        out = {}
+        table = self._loaded.bpf["counters"]
+        for cid, name in abi.COUNTER_NAMES.items():
+            out[name] = sum(int(v) for v in table[ctypes.c_int(cid)])
+        return out
+
+    @property
+    def stats(self) -> dict:
+        elapsed = max(1e-9, time.monotonic() - getattr(self, "_t_start", time.monotonic()))
+        return {"events": self._events, "lost": self._lost, "events_per_s": self._events / elapsed,
+                "late_events": self._reorder.late_events, "elapsed_s": elapsed,
+                "first_event_s": self.first_event_s}
+
+    def symbols(self) -> dict[str, str]:
+        """kallsyms subset for the kernel-FPU callers seen: {"0xffff...": "func+0x1a"}."""
+        if not self._callers:
+            return {}
+        feat = host_features()
+        pairs = sorted((a, n) for n, a in feat.kallsyms.items() if a)
+        addrs = [a for a, _ in pairs]
+        out = {}
+        for addr in sorted(self._callers):
+            i = bisect_right(addrs, addr) - 1
+            if i >= 0:
+                base, name = pairs[i]
+                out[f"{addr:#x}"] = f"{name}+{addr - base:#x}"
+        return out
+
+    # ---- tear-down ---------------------------------------------------------------------
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    def __exit__(self, *exc) -> None:
+        self.close()
