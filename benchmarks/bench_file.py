@@ -33,7 +33,7 @@ def realistic_stream(n: int, *, cpus: int = 2, tids: int = 300, callers: int = 4
     tgid_pool = np.where(rng.random(tids) < 0.6, tid_pool, tid_pool[rng.integers(0, tids, tids)])
     caller_pool = np.uint64(0xffffffff81000000) + rng.integers(0, 1 << 22, callers).astype(np.uint64) * np.uint64(16)
     parts = []
-    per_cpu_slots = n // cpus // 2 + 2
+    per_cpu_slots = int(n / cpus / 1.6) + 16                 # 1.65 events per slot on average
     for cpu in range(cpus):
         m = per_cpu_slots
         slot = rng.choice(3, m, p=[0.35, 0.35, 0.30])            # 0 switch, 1 xrstor, 2 kfpu section

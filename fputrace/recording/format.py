@@ -11,6 +11,9 @@ the rest (kernel release, modes per logical event, CPU model, xstate layout, clo
 
 Each record batch carries custom metadata:
   ``fputrace.base_ts_ns``  absolute timestamp the batch's first delta is relative to (decimal)
+  ``fputrace.crc32``       CRC-32 of the batch's uncompressed column data, in column order
+                           (decimal): zstd frames carry no checksum, so corruption would otherwise
+                           decode silently into wrong events
   ``fputrace.meta``        optional JSON object: meta updates, merged (top-level keys replace) into
                            the header in file order; the last batch of a cleanly closed file has
                            ``{"closed": true, ...}``.
@@ -32,6 +35,7 @@ writer events older than ones already flushed; the writer counts those in meta `
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +48,7 @@ FORMAT_VERSION = 1
 SCHEMA_META_KEY = b"fputrace"
 BATCH_BASE_KEY = b"fputrace.base_ts_ns"
 BATCH_META_KEY = b"fputrace.meta"
+BATCH_CRC_KEY = b"fputrace.crc32"
 REQUIRED_META = ("format", "format_version", "fputrace_version")
 MAX_DELTA_NS = (1 << 32) - 1
 
@@ -85,8 +90,8 @@ def split_points(events: np.ndarray) -> list[int]:
     return list((np.nonzero(gaps > MAX_DELTA_NS)[0] + 1).tolist())
 
 
-def encode(events: np.ndarray, schema: pa.Schema) -> tuple[pa.RecordBatch, int]:
-    """One sorted run of events (no gap >= 2**32 ns) -> (record batch, base_ts_ns)."""
+def encode(events: np.ndarray, schema: pa.Schema) -> tuple[pa.RecordBatch, int, int]:
+    """One sorted run of events (no gap >= 2**32 ns) -> (record batch, base_ts_ns, crc32)."""
     ts = events["ts_ns"]
     base = int(ts[0]) if ts.size else 0
     delta = np.empty(ts.size, np.uint32)
@@ -96,23 +101,34 @@ def encode(events: np.ndarray, schema: pa.Schema) -> tuple[pa.RecordBatch, int]:
     tid = events["tid"]
     columns = [delta, events["cpu"], events["kind"], events["flags"], tid, events["tgid"] ^ tid,
                events["a0"], events["a1"]]
-    arrays = [_arrow(col, typ) for col, (_, typ) in zip(columns, SCHEMA_FIELDS)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema), base
-
-
-def _arrow(column: np.ndarray, typ: pa.DataType) -> pa.Array:
+    contiguous = [np.ascontiguousarray(col, dtype=typ.to_pandas_dtype()) for col, (_, typ) in zip(columns, SCHEMA_FIELDS)]
     # from_buffers, not pa.array: the latter imports pandas (0.6 s) in the recorder.
-    data = np.ascontiguousarray(column, dtype=typ.to_pandas_dtype())
-    return pa.Array.from_buffers(typ, data.size, [None, pa.py_buffer(data)])
+    arrays = [pa.Array.from_buffers(typ, col.size, [None, pa.py_buffer(col)])
+              for col, (_, typ) in zip(contiguous, SCHEMA_FIELDS)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema), base, _crc(contiguous)
 
 
-def decode(batch: pa.RecordBatch, base_ts_ns: int) -> np.ndarray:
-    """Record batch -> EVENT_DTYPE array (the inverse of ``encode``)."""
+def _crc(columns) -> int:
+    crc = 0
+    for col in columns:
+        crc = zlib.crc32(memoryview(col).cast("B"), crc)
+    return crc
+
+
+
+class ChecksumError(ValueError):
+    pass
+
+
+def decode(batch: pa.RecordBatch, base_ts_ns: int, crc32: int | None = None) -> np.ndarray:
+    """Record batch -> EVENT_DTYPE array (the inverse of ``encode``); checks ``crc32`` if given."""
     n = batch.num_rows
     out = np.zeros(n, EVENT_DTYPE)
+    col = {name: batch.column(i).to_numpy(zero_copy_only=False) for i, (name, _) in enumerate(SCHEMA_FIELDS)}
+    if crc32 is not None and _crc(np.ascontiguousarray(c) for c in col.values()) != crc32:
+        raise ChecksumError("checksum mismatch (the data was altered after it was written)")
     if n == 0:
         return out
-    col = {name: batch.column(i).to_numpy(zero_copy_only=False) for i, (name, _) in enumerate(SCHEMA_FIELDS)}
     np.cumsum(col["ts_delta_ns"], dtype=np.uint64, out=out["ts_ns"])
     out["ts_ns"] += np.uint64(base_ts_ns)
     out["cpu"] = col["cpu"]

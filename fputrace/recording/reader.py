@@ -75,6 +75,8 @@ class Recording:
                 size = os.fstat(f.fileno()).st_size
                 if size == 0:
                     raise FileFormatError(f"{p}: empty file, not an fputrace recording")
+                if len(head) < 4 and b"\xff\xff\xff\xff".startswith(head):
+                    raise FileFormatError(f"{p}: truncated before its header was complete ({size} bytes)")
                 if not head.startswith(b"\xff\xff\xff\xff"):
                     raise FileFormatError(f"{p}: not an fputrace recording: {_describe_foreign(head)}")
                 f.seek(0)
@@ -165,7 +167,8 @@ class Recording:
                 try:
                     rb, custom = reader.read_next_batch_with_custom_metadata()
                     base = int(custom[fmt.BATCH_BASE_KEY])
-                    events = fmt.decode(rb, base)
+                    crc = int(custom[fmt.BATCH_CRC_KEY]) if fmt.BATCH_CRC_KEY in custom else None
+                    events = fmt.decode(rb, base, crc)
                 except (pa.ArrowException, StopIteration, KeyError, ValueError, TypeError) as err:
                     detail = str(err).splitlines()[0] if str(err) else type(err).__name__
                     raise FileFormatError(f"{p}: corrupt batch at byte {m.offset}: {detail}") from None

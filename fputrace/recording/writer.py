@@ -78,8 +78,8 @@ class RecordingWriter:
         self._ipc = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), self._schema, options=options)
         self._last_flush = time.monotonic()
         # pyarrow writes the schema with the first batch: an empty one puts the header on disk now
-        self._ipc.write_batch(fmt.encode(np.zeros(0, EVENT_DTYPE), self._schema)[0],
-                              custom_metadata={fmt.BATCH_BASE_KEY: b"0"})
+        rb, _, crc = fmt.encode(np.zeros(0, EVENT_DTYPE), self._schema)
+        self._ipc.write_batch(rb, custom_metadata={fmt.BATCH_BASE_KEY: b"0", fmt.BATCH_CRC_KEY: str(crc).encode()})
         self._emit()
         self._stop = threading.Event()
         self._thread = None
@@ -195,8 +195,8 @@ class RecordingWriter:
         cuts = [0, *fmt.split_points(events), events.size]
         runs = [events[a:b] for a, b in zip(cuts[:-1], cuts[1:])] or [events]
         for i, run in enumerate(runs):
-            rb, base = fmt.encode(run, self._schema)
-            custom = {fmt.BATCH_BASE_KEY: str(base).encode()}
+            rb, base, crc = fmt.encode(run, self._schema)
+            custom = {fmt.BATCH_BASE_KEY: str(base).encode(), fmt.BATCH_CRC_KEY: str(crc).encode()}
             if i == len(runs) - 1 and self._pending_meta:
                 custom[fmt.BATCH_META_KEY] = json.dumps(self._pending_meta, sort_keys=True).encode()
             self._ipc.write_batch(rb, custom_metadata=custom)
