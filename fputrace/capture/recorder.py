@@ -1,0 +1,113 @@
+"""The loop behind ``fputrace record``: session -> RecordingWriter, a status line, clean stops.
+
+Stops on: --duration elapsed, the traced command exiting, SIGINT or SIGTERM (the handler only
+sets a flag; the loop notices within one poll, ~100 ms). Every stop path detaches the probes,
+drains the ring, writes end_ns / lost_per_cpu / symbols and closes the file: exit status 0.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from ..errors import CaptureError, UsageError
+from .options import CaptureOptions
+
+STATUS_INTERVAL_S = 0.5
+
+
+def _check_output(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory")
+    if not os.access(parent, os.W_OK):
+        raise CaptureError(f"{path}: cannot write in {parent}")
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
+           cmd: list[str] | None = None, quiet: bool = False) -> int:
+    from ..recording import RecordingWriter
+    from .session import CaptureSession
+
+    _check_output(path)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    child = None
+    status_tty = sys.stderr.isatty() and not quiet
+    try:
+        with CaptureSession(opts) as cap:
+            meta = cap.meta
+            meta["command"] = shlex.join(sys.argv) if sys.argv else "fputrace record"
+            if cmd:
+                try:
+                    child = subprocess.Popen(cmd)
+                except OSError as err:
+                    raise CaptureError(f"cannot run {cmd[0]!r}: {err.strerror}") from None
+                meta["traced_command"] = shlex.join(cmd)
+                meta["traced_pid"] = child.pid
+            writer = RecordingWriter(path, meta)
+            try:
+                if not quiet:
+                    print(f"Tracing FPU save/restore (mode: {cap.plan.effective_mode})... "
+                          f"Hit Ctrl-C to end.", file=sys.stderr, flush=True)
+                t0 = time.monotonic()
+                deadline = t0 + duration_s if duration_s else None
+                last_status = 0.0
+                lost_reported = {}
+                for batch in cap.batches(stop):
+                    writer.write(batch)
+                    if cap.meta.get("lost_per_cpu") != lost_reported:
+                        lost_reported = dict(cap.meta["lost_per_cpu"])
+                        writer.update_meta(lost_per_cpu=lost_reported)
+                    now = time.monotonic()
+                    if deadline and now >= deadline:
+                        stop.set()
+                    if child is not None and child.poll() is not None:
+                        stop.set()
+                    if status_tty and now - last_status >= STATUS_INTERVAL_S:
+                        last_status = now
+                        st = cap.stats
+                        sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
+                                         f"lost {st['lost']:,}  {_fmt_bytes(writer.bytes_written)}   ")
+                        sys.stderr.flush()
+                st = cap.stats
+                writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
+                                   lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
+                                   capture_stats={k: v for k, v in st.items() if v is not None},
+                                   bpf_counters=cap.bpf_counters())
+            finally:
+                writer.close()
+        if status_tty:
+            sys.stderr.write("\n")
+        if not quiet:
+            per = writer.bytes_written / st["events"] if st["events"] else 0.0
+            print(f"fputrace: {st['events']:,} events, {st['lost']:,} lost, "
+                  f"{_fmt_bytes(writer.bytes_written)} ({per:.1f} bytes/event) -> {path}",
+                  file=sys.stderr)
+            if st["lost"]:
+                print("fputrace: events were lost: increase --buffer-pages or narrow with --pid/--comm",
+                      file=sys.stderr)
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
