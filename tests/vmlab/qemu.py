@@ -1,0 +1,155 @@
+"""Boot one stock kernel under QEMU, run one command in it as root, return its output and status.
+
+The guest sees the host's root file system read-only (virtio-9p, tmpfs overlay on top), so the
+host's Python venv, bcc, bpftrace and this repository are all there at their usual paths. A second,
+read-write 9p share (the *run dir*) carries the command in and ``out.log`` + ``rc`` out; it is
+mounted in the guest at the same path as on the host, so files the command writes there are the
+host's at once.
+
+Hard limits: ``timeout`` kills QEMU; ``-no-reboot`` + ``panic=-1`` make a guest panic end QEMU at
+once; both come back as a result with ``returncode=None`` and a reason, never as a hang.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import initramfs
+from .kernels import CACHE_DIR, Kernel
+
+QEMU = "qemu-system-x86_64"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RUN_DIR_MAX_AGE_S = 2 * 24 * 3600
+
+
+@dataclass
+class GuestResult:
+    returncode: int | None   # exit status of the command; None if it never finished
+    output: str              # the command's stdout+stderr (out.log)
+    console: str             # the serial console (kernel messages + output)
+    run_dir: Path
+    accel: str
+    wall_s: float
+    timed_out: bool = False
+    panicked: bool = False
+    qemu_returncode: int | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the command did not report an exit status (empty if it did)."""
+        if self.returncode is not None:
+            return ""
+        if self.timed_out:
+            return f"guest timed out after {self.wall_s:.0f}s"
+        if self.panicked:
+            lines = [ln for ln in self.console.splitlines() if "panic" in ln.lower()]
+            return "guest kernel panic: " + (lines[0].strip() if lines else "?")
+        tail = " | ".join(self.console.strip().splitlines()[-5:])
+        return f"guest ended without an exit status (qemu rc={self.qemu_returncode}): {tail}"
+
+
+def choose_accel() -> str:
+    """KVM only where a normal KVM module drives /dev/kvm. Here /dev/kvm is PVM (kvm_pvm), which
+    cannot run a stock kernel, so those machines use TCG; fentry/kprobes behave the same."""
+    normal_kvm = any(os.path.isdir(f"/sys/module/{m}") for m in ("kvm_intel", "kvm_amd"))
+    if os.access("/dev/kvm", os.W_OK) and normal_kvm and not os.path.isdir("/sys/module/kvm_pvm"):
+        return "kvm"
+    return "tcg"
+
+
+def _prune_old_runs(runs: Path) -> None:
+    if not runs.is_dir():
+        return
+    now = time.time()
+    for d in runs.iterdir():
+        try:
+            if d.is_dir() and now - d.stat().st_mtime > RUN_DIR_MAX_AGE_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def new_run_dir(cache_dir: Path = CACHE_DIR) -> Path:
+    runs = cache_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    _prune_old_runs(runs)
+    return Path(tempfile.mkdtemp(prefix="run.", dir=runs))
+
+
+def _wrapper(run_dir: Path, env: dict[str, str]) -> str:
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return f"""cd {run_dir}
+{{ /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH={GUEST_PATH} VMLAB_RUNDIR={run_dir} {exports} \\
+    /bin/bash {run_dir}/cmd.sh </dev/null; echo $? > /run/vmlab.rc; }} 2>&1 | tee {run_dir}/out.log
+cp /run/vmlab.rc {run_dir}/rc; sync
+/bin/busybox poweroff -f
+"""
+
+
+def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem: str = "2G",
+        smp: int = 2, accel: str | None = None, run_dir: Path | None = None,
+        env: dict[str, str] | None = None, echo: bool = False, cache_dir: Path = CACHE_DIR,
+        extra_append: str = "") -> GuestResult:
+    """Boot ``kernel`` and run ``command`` (argv list, or a shell script string) as root in it."""
+    if shutil.which(QEMU) is None:
+        raise FileNotFoundError(f"{QEMU} not installed (Debian qemu-system-x86; run ./setup.sh)")
+    accel = accel or choose_accel()
+    run_dir = run_dir or new_run_dir(cache_dir)
+    for stale in ("rc", "out.log"):
+        (run_dir / stale).unlink(missing_ok=True)
+    script = command if isinstance(command, str) else shlex.join(command)
+    (run_dir / "cmd.sh").write_text(script + "\n")
+    (run_dir / ".wrap.sh").write_text(_wrapper(run_dir, env or {}))
+    initrd = initramfs.build(kernel, cache_dir)
+    append = (f"console=ttyS0 quiet loglevel=3 panic=-1 vmlab.rundir={run_dir} "
+              f"vmlab.kmods={kernel.modules_dir} {extra_append}").strip()
+    argv = [QEMU, "-nodefaults", "-no-user-config", "-machine", f"pc,accel={accel}",
+            "-cpu", "host" if accel == "kvm" else "max", "-smp", str(smp), "-m", mem,
+            "-display", "none", "-serial", "stdio", "-no-reboot",
+            "-kernel", kernel.vmlinux, "-initrd", str(initrd), "-append", append,
+            "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
+            "-fsdev", f"local,id=rundir,path={run_dir},security_model=none,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=rundir,mount_tag=rundir"]
+    console: list[str] = []
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+
+    def pump() -> None:
+        for line in proc.stdout:
+            line = line.replace("\r", "")
+            console.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    reader.join(timeout=5)
+    wall_s = time.monotonic() - t0
+    console_text = "".join(console)
+    (run_dir / "console.log").write_text(console_text)
+    rc_file = run_dir / "rc"
+    returncode = int(rc_file.read_text().strip()) if rc_file.exists() and not timed_out else None
+    out_file = run_dir / "out.log"
+    return GuestResult(returncode=returncode,
+                       output=out_file.read_text(errors="replace") if out_file.exists() else "",
+                       console=console_text, run_dir=run_dir, accel=accel, wall_s=wall_s,
+                       timed_out=timed_out, panicked="Kernel panic" in console_text,
+                       qemu_returncode=proc.returncode)
