@@ -1,0 +1,112 @@
+"""What ``fputrace doctor`` finds out (a dict: its --json output) and how it is shown."""
+from __future__ import annotations
+
+import time
+
+from ..errors import FputraceError
+from .features import expected_tif_bit, host_features
+from .options import CaptureOptions
+from .plan import LOGICAL_EVENTS, make_plan
+
+
+def _check(ok: bool, detail: str) -> dict:
+    return {"ok": bool(ok), "detail": detail}
+
+
+def diagnose(mode: str = "auto", load: bool = True) -> dict:
+    feat = host_features()
+    checks = {
+        "privileges": _check(feat.privileges.ok, feat.privileges.reason),
+        "bcc": _check(feat.bcc.ok, feat.bcc.reason),
+        "kernel": _check(True, f"{feat.release} ({feat.recorded_policy} FPU restore)"),
+        "headers": _check(feat.headers.kind != "none", f"{feat.headers.kind}: {feat.headers.detail}"),
+        "btf": _check(feat.btf.ok, feat.btf.reason),
+        "tracefs": _check(feat.tracefs is not None, str(feat.tracefs) if feat.tracefs else "not mounted"),
+        "fentry": _check(feat.fentry.ok, feat.fentry.reason),
+        "kprobes": _check(feat.kprobes.ok, feat.kprobes.reason),
+        "raw_tracepoints": _check(feat.raw_tracepoints.ok, feat.raw_tracepoints.reason or "available"),
+        "transport": _check(True, feat.ringbuf.reason),
+    }
+    report = {"ok": False, "mode": None, "checks": checks, "modes": {}, "headers": feat.headers.as_meta(),
+              "tif_need_fpu_load_bit": expected_tif_bit(feat.version),
+              "tif_calibration": {"expected": expected_tif_bit(feat.version), "verified": False,
+                                  "source": "kernel version (not loaded)"},
+              "xstate": feat.xstate, "remedy": None, "load": None}
+    try:
+        plan = make_plan(feat, mode)
+    except FputraceError as err:
+        report["remedy"] = str(err)
+        return report
+    report["modes"] = plan.modes_meta()
+    report["mode"] = plan.effective_mode
+    remedy = None
+    if not feat.privileges.ok:
+        remedy = "run as root (sudo fputrace doctor) or grant CAP_BPF and CAP_PERFMON"
+    elif not feat.bcc.ok:
+        remedy = "apt install python3-bpfcc (./setup.sh does it)"
+    elif feat.headers.kind == "none":
+        remedy = "apt install linux-headers-amd64 (or the headers of the running kernel)"
+    if remedy:
+        report["remedy"] = remedy
+        return report
+    if not load:
+        report["ok"] = True
+        report["load"] = {"ok": None, "detail": "skipped (--no-load)"}
+        return report
+    from .session import CaptureSession
+    t0 = time.monotonic()
+    try:
+        with CaptureSession(CaptureOptions(mode=mode, buffer_pages=64, calibrate_s=0.5)) as cap:
+            report["tif_need_fpu_load_bit"] = cap.meta["tif_need_fpu_load_bit"]
+            report["tif_calibration"] = cap.meta["tif_calibration"]
+            b = cap._loaded.bpf
+            n = len(b.tracepoint_fds) + len(b.raw_tracepoint_fds) + len(b.kfunc_entry_fds) + \
+                sum(len(v) for v in b.kprobe_fds.values())
+        report["load"] = {"ok": True, "detail": f"compiled and attached {n} programs in "
+                                                f"{time.monotonic() - t0:.1f} s, then detached"}
+        report["ok"] = True
+    except FputraceError as err:
+        report["load"] = {"ok": False, "detail": str(err)}
+        report["remedy"] = f"{err} (inspect with: fputrace record -o x --ebpf)"
+    return report
+
+
+def render_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def mark(ok):
+        return "[green]ok[/]" if ok else ("[yellow]–[/]" if ok is None else "[red]no[/]")
+
+    t = Table(title="fputrace doctor", show_lines=False, title_justify="left")
+    t.add_column("check", style="bold")
+    t.add_column("", justify="center")
+    t.add_column("detail", overflow="fold")
+    for name, c in report["checks"].items():
+        t.add_row(name.replace("_", " "), mark(c["ok"]), c["detail"])
+    t.add_section()
+    for name in LOGICAL_EVENTS:
+        m = report["modes"].get(name)
+        if not m:
+            continue
+        ok = m["attach"] != "unavailable"
+        detail = m["attach"] + ("" if m["exact"] or not ok else "  (inferred/partial)")
+        if m.get("note"):
+            detail += f"\n  {m['note']}"
+        for better, why in m["refused"].items():
+            detail += f"\n  {better} refused: {why}"
+        t.add_row(f"event {name}", mark(ok), detail)
+    t.add_section()
+    cal = report["tif_calibration"]
+    t.add_row("TIF_NEED_FPU_LOAD", mark(cal.get("verified")),
+              f"bit {report['tif_need_fpu_load_bit']} ({cal.get('source')}; "
+              f"kernel version says {cal.get('expected')})")
+    xs = report["xstate"]
+    feats = ", ".join(f"{f['name']}:{f['size_bytes']}" for f in xs.get("features", []))
+    t.add_row("xstate", mark(bool(xs.get("features"))),
+              f"mask {xs.get('mask', 0):#x} (XCR0 {xs.get('xcr0', 0):#x}), {xs.get('total_bytes')} bytes, "
+              f"{'compacted' if xs.get('compacted') else 'standard'} format\n  {feats}")
+    if report.get("load"):
+        t.add_row("test load", mark(report["load"]["ok"]), report["load"]["detail"])
+    t.add_row("capture mode", mark(report["ok"]), report["mode"] or "none")
+    Console().print(t)
