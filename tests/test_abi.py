@@ -1,0 +1,82 @@
+"""bpf/fputrace.h against its Python mirrors: struct layout (compiled with the C compiler, so the
+compiler's idea of the layout is what is checked), kind/cause/flag values, counter and slot ids."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from fputrace import events
+from fputrace.capture import abi
+from fputrace.resources import bpf_dir
+
+HEADER = bpf_dir() / "fputrace.h"
+
+
+def _defines() -> dict[str, int]:
+    out = {}
+    for m in re.finditer(r"^#define\s+(FPT_\w+)\s+(\(1 << \d+\)|\d+)", HEADER.read_text(), re.M):
+        text = m.group(2)
+        out[m.group(1)] = eval(text.replace("(", "").replace(")", "")) if "<<" in text else int(text)
+    return out
+
+
+def test_kinds_match_events_py():
+    d = _defines()
+    for kind in events.Kind:
+        assert d[f"FPT_{kind.name}"] == kind.value, kind
+
+
+def test_causes_flags_and_task_bits_match():
+    d = _defines()
+    for c in events.XsaveCause:
+        assert d[f"FPT_XS_{c.name}"] == c.value, c
+    for c in events.XrstorCause:
+        assert d[f"FPT_XR_{c.name}"] == c.value, c
+    assert d["FPT_FLAG_INFERRED"] == events.FLAG_INFERRED
+    assert d["FPT_TASK_KTHREAD"] == events.TASK_KTHREAD
+
+
+def test_counter_config_and_calibration_ids_match():
+    d = _defines()
+    for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "MAX"):
+        assert d[f"FPT_CTR_{name}"] == getattr(abi, f"CTR_{name}"), name
+    assert d["FPT_CFG_TIF_BIT"] == abi.CFG_TIF_BIT and d["FPT_CFG_MAX"] == abi.CFG_MAX
+    for name in ("AND_DEACT", "N_DEACT", "AND_ACT", "N_ACT", "OR_ENTER", "N_ENTER", "MAX", "SAMPLES"):
+        assert d[f"FPT_CAL_{name}"] == getattr(abi, f"CAL_{name}"), name
+    assert set(abi.COUNTER_NAMES) <= set(range(abi.CTR_MAX))
+
+
+def test_struct_layout_matches_event_dtype(tmp_path):
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (gcc) to compile bpf/fputrace.h; ./setup.sh installs gcc")
+    fields = [n for n in events.EVENT_DTYPE.names]
+    prog = tmp_path / "layout.c"
+    prog.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n"
+        "typedef uint64_t u64; typedef uint32_t u32; typedef uint16_t u16; typedef uint8_t u8;\n"
+        f'#include "{HEADER}"\n'
+        "int main(void) {\n"
+        '  printf("size %zu\\n", sizeof(struct fpt_event));\n'
+        + "".join(f'  printf("{f} %zu %zu\\n", offsetof(struct fpt_event, {f}), '
+                  f"sizeof(((struct fpt_event *)0)->{f}));\n" for f in fields)
+        + "  return 0;\n}\n")
+    exe = tmp_path / "layout"
+    subprocess.run([cc, "-o", str(exe), str(prog)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split("\n")
+    assert out[0] == f"size {events.EVENT_DTYPE.itemsize}" == "size 40"
+    for line in out[1:]:
+        if not line:
+            continue
+        name, off, size = line.split()
+        dt, want_off = events.EVENT_DTYPE.fields[name][:2]
+        assert (int(off), int(size)) == (want_off, dt.itemsize), name
+
+
+def test_ring_record_framing():
+    # 8-byte header + 40-byte event, rounded to 8: the bulk reader relies on fixed 48-byte records
+    assert abi.RECORD_BYTES == 48
+    assert abi.RECORD_DTYPE.fields["ev"][1] == abi.RINGBUF_HDR_BYTES

@@ -1,0 +1,96 @@
+"""Capture pieces that need no kernel: reordering, TIF decision, options, plan, durations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fputrace.capture import tif
+from fputrace.capture.features import expected_tif_bit, kernel_version
+from fputrace.capture.options import CaptureOptions
+from fputrace.capture.reorder import Reorderer
+from fputrace.commands.record import parse_duration
+from fputrace.errors import UsageError
+from fputrace.events import EVENT_DTYPE
+
+
+def _batch(ts):
+    b = np.zeros(len(ts), EVENT_DTYPE)
+    b["ts_ns"] = ts
+    b["a1"] = np.arange(len(ts))
+    return b
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 10_000), max_size=40), max_size=12),
+       st.integers(0, 3000))
+def test_reorder_releases_sorted_and_conserves(chunks, hold):
+    """Batches arrive with at most ``hold`` of disorder relative to the clock: output is sorted."""
+    r = Reorderer(hold_ns=hold)
+    now = 0
+    out = []
+    for chunk in chunks:
+        chunk = [now + t % (hold + 1) - hold if now + t % (hold + 1) >= hold else now for t in chunk]
+        r.push(_batch(sorted(chunk, reverse=True)))
+        now += 500
+        out.append(r.pop_ready(now))
+    out.append(r.flush())
+    allout = np.concatenate(out)
+    assert len(allout) == sum(len(c) for c in chunks)
+    assert (np.diff(allout["ts_ns"].astype(np.int64)) >= 0).all()
+    assert r.late_events == 0
+
+
+def test_reorder_keeps_buffer_order_for_equal_timestamps():
+    r = Reorderer(hold_ns=0)
+    r.push(_batch([5, 5, 5, 3]))
+    got = r.flush()
+    assert list(got["ts_ns"]) == [3, 5, 5, 5]
+    assert list(got["a1"]) == [3, 0, 1, 2]     # the inferred BEGIN, XSAVE, END triple stays in order
+
+
+def test_reorder_counts_events_later_than_the_hold():
+    r = Reorderer(hold_ns=10)
+    r.push(_batch([100]))
+    assert len(r.pop_ready(200)) == 1
+    r.push(_batch([50]))                        # 150 ns late: beyond the guarantee
+    assert len(r.pop_ready(300)) == 1
+    assert r.late_events == 1
+
+
+def test_tif_bit_by_kernel_version():
+    assert expected_tif_bit(kernel_version("6.18.44-fc")) == 19
+    assert expected_tif_bit(kernel_version("6.17.0")) == 14
+    assert expected_tif_bit(kernel_version("5.10.0-28-amd64")) == 14
+    assert expected_tif_bit(kernel_version("4.19.0")) is None
+
+
+def test_tif_decision_picks_the_bit_set_at_fpu_points_and_clear_at_sys_enter():
+    bit19, other = 1 << 19, 1 << 3              # bit 3 set everywhere (like a tracing flag)
+    c = {"and_deact": bit19 | other, "n_deact": 20, "and_act": bit19 | other, "n_act": 9,
+         "or_enter": other | (1 << 1), "n_enter": 500}
+    d = tif.decide(c, 19)
+    assert d["bit"] == 19 and d["verified"] and d["candidates"] == [19]
+    d = tif.decide(c, 14)                        # a kernel that moved the bit: trust the live answer
+    assert d["bit"] == 19 and d["verified"]
+    none = dict(c, n_deact=0, n_act=0)
+    d = tif.decide(none, 14)
+    assert d["bit"] == 14 and not d["verified"]
+
+
+@pytest.mark.parametrize("kw", [dict(mode="bogus"), dict(pid=1, comm="x"), dict(pid=0),
+                                dict(comm="a" * 16), dict(comm='a"b'), dict(buffer_pages=3)])
+def test_bad_options_are_usage_errors(kw):
+    with pytest.raises(UsageError):
+        CaptureOptions(**kw).validate()
+
+
+def test_filters_become_cflags_not_text_edits():
+    assert CaptureOptions(pid=42).filter_cflags() == ["-DFPT_FILTER_TGID=42"]
+    assert CaptureOptions(comm="nginx").filter_cflags() == ['-DFPT_FILTER_COMM="nginx"']
+
+
+@pytest.mark.parametrize("text,seconds", [("10s", 10), ("500ms", 0.5), ("2m", 120), ("3", 3), ("1.5h", 5400)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
