@@ -55,13 +55,16 @@ class HandModel:
 
     def __init__(self, lost: int = 0) -> None:
         self.fed_events = 0
-        self.lost_seen = 0
+        self.lost_records = 0          # LOST events received
+        self.lost_seen = 0             # sum of their counts
         self.lost = lost
         self.last_ts = 0
 
     def feed(self, batch: np.ndarray) -> None:
         self.fed_events += len(batch)
-        self.lost_seen += int(batch["a0"][batch["kind"] == 11].sum())
+        lost = batch["kind"] == 11
+        self.lost_records += int(lost.sum())
+        self.lost_seen += int(batch["a0"][lost].sum())
         if len(batch):
             self.last_ts = int(batch["ts_ns"][-1])
 
@@ -79,3 +82,38 @@ def synthetic_events(n: int, t0_ns: int = 0, span_ns: int = 20 * S, cpus: int = 
     ev["kind"] = 4
     ev["tid"] = 101
     return ev
+
+
+class PacedProducer:
+    """A capture stand-in: ``rate`` events/s in batches of ``batch`` events, on the wall clock,
+    for ``seconds`` (then empty polls). Timestamps advance with the wall clock, like the kernel's."""
+
+    def __init__(self, rate: float, seconds: float, batch: int = 5000, meta: dict | None = None,
+                 make=None) -> None:
+        import time
+        self.meta = dict(meta or META)
+        self.rate, self.seconds, self.batch = rate, seconds, batch
+        self.t0 = time.monotonic()
+        self.sent = 0
+        self.closed = False
+        self._make = make or (lambda n, t0_ns: synthetic_events(n, t0_ns, int(n / rate * 1e9)))
+
+    def poll(self, timeout_s: float) -> list:
+        import time
+        now = time.monotonic() - self.t0
+        due = int(min(now, self.seconds) * self.rate)
+        out = []
+        while self.sent + self.batch <= due:
+            out.append(self._make(self.batch, int((self.sent / self.rate) * 1e9)))
+            self.sent += self.batch
+        if not out:
+            time.sleep(min(timeout_s, self.batch / self.rate))
+        return out
+
+    @property
+    def finished(self) -> bool:
+        import time
+        return time.monotonic() - self.t0 >= self.seconds and self.sent + self.batch > self.seconds * self.rate
+
+    def close(self) -> None:
+        self.closed = True

@@ -50,6 +50,3 @@ class SourceNotice(Message):
     """A one-off event worth a toast (recording started/stopped, replay finished)."""
     text: str
     severity: str = "information"
-
-    def __post_init__(self) -> None:
-        super().__init__()

@@ -190,12 +190,12 @@ class LiveSource(Source):
                     if self._writer is not None:
                         self._writer.write(batch)
                         self._recorded_events += len(batch)
+                    if time.monotonic() - last_emit >= period_s:
+                        break                 # time for a picture; the queue keeps the rest
                     try:
                         batch = self.batches.get_nowait()
                     except queue.Empty:
                         batch = None
-                    if time.monotonic() - last_emit >= period_s:
-                        break
                 now = time.monotonic()
                 if now - rate_t0 >= 1.0:
                     events_per_s = (self.fed_events - rate_n0) / (now - rate_t0)
@@ -255,7 +255,7 @@ class LiveSource(Source):
 
 def _default_writer_factory(path: str, meta: dict):
     from ..recording import RecordingWriter
-    return RecordingWriter(path, meta=meta)
+    return RecordingWriter(path, meta)
 
 
 def task_table_batch(tasks) -> np.ndarray:
@@ -379,6 +379,6 @@ def _next_speed(speed: float, direction: int, speeds: tuple[float, ...]) -> floa
 
 def open_replay(path: str, **kw) -> ReplaySource:
     """A replay source over a recording file (FileFormatError for anything unreadable)."""
-    from ..recording import open_recording
-    with open_recording(path) as rec:
-        return ReplaySource.from_batches(rec.batches(), rec.meta, **kw)
+    from ..trace import load
+    trace = load(path)
+    return ReplaySource.from_batches(trace.batches(), trace.meta, **kw)

@@ -1,0 +1,36 @@
+"""``fputrace demo``: the dashboard replaying a small real recording shipped with fputrace."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "replay the bundled demo recording in the dashboard (no root needed)"
+EXAMPLES = """examples:
+    fputrace demo                 # replay at real speed (space: pause, ←/→ step, g: go to)
+    fputrace demo --speed 5       # faster
+    fputrace report $(python -c 'import fputrace.commands.demo as d; print(d.demo_path())')
+"""
+
+
+def demo_path():
+    from importlib.resources import files
+    return files("fputrace") / "data" / "demo.fpt"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
+    p.add_argument("--window", type=float, default=10.0, metavar="SECONDS",
+                   help="span of the CPU owner strips and rate sparklines (default 10)")
+    p.add_argument("--path", action="store_true", help="print where the demo recording is and exit")
+
+
+def run(args) -> int:
+    from ..errors import FileFormatError
+    path = demo_path()
+    if args.path:
+        print(path)
+        return 0
+    if not path.is_file():
+        raise FileFormatError(f"{path}: the demo recording is missing from this installation")
+    from . import tui
+    args.file, args.at, args.paused, args.mode, args.record_dir = str(path), None, False, "auto", "."
+    return tui.run(args)
