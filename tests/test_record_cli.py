@@ -128,3 +128,24 @@ def test_hidden_ebpf_prints_source_and_flags():
     assert first.startswith("// bcc cflags:") and "-DFPT_FILTER_TGID=7" in first
     assert "TRACEPOINT_PROBE(sched, sched_switch)" in res.stdout
     assert "--ebpf" not in run_fputrace("record", "--help").stdout, "hidden flag"
+
+
+def _as_nobody(*argv):
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv (util-linux) to run a command as an unprivileged user")
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           *fputrace_cmd(), *argv], capture_output=True, text=True, timeout=120, cwd="/tmp")
+
+
+def test_not_root_is_one_line_exit_1():
+    res = _as_nobody("record", "-o", f"/tmp/fputrace-nobody-{os.getpid()}.fpt", "--duration", "1s")
+    assert res.returncode == 1, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "root" in lines[0] and "Traceback" not in res.stderr
+
+
+def test_doctor_not_root_exits_1_with_the_remedy():
+    res = _as_nobody("doctor", "--no-load")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "run as root" in res.stderr

@@ -32,6 +32,9 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
               "tif_calibration": {"expected": expected_tif_bit(feat.version), "verified": False,
                                   "source": "kernel version (not loaded)"},
               "xstate": feat.xstate, "remedy": None, "load": None}
+    if not feat.privileges.ok:
+        report["remedy"] = "run as root (sudo fputrace doctor) or grant CAP_BPF and CAP_PERFMON"
+        return report
     try:
         plan = make_plan(feat, mode)
     except FputraceError as err:
@@ -40,9 +43,7 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
     report["modes"] = plan.modes_meta()
     report["mode"] = plan.effective_mode
     remedy = None
-    if not feat.privileges.ok:
-        remedy = "run as root (sudo fputrace doctor) or grant CAP_BPF and CAP_PERFMON"
-    elif not feat.bcc.ok:
+    if not feat.bcc.ok:
         remedy = "apt install python3-bpfcc (./setup.sh does it)"
     elif feat.headers.kind == "none":
         remedy = "apt install linux-headers-amd64 (or the headers of the running kernel)"

@@ -100,8 +100,11 @@ class Features:
     @cached_property
     def tracefs(self) -> Path | None:
         for cand in TRACEFS_CANDIDATES:
-            if (cand / "events").is_dir():
-                return cand
+            try:
+                if (cand / "events").is_dir():
+                    return cand
+            except OSError:          # not root: tracefs is mode 0700
+                continue
         return None
 
     def tracepoint_format(self, name: str) -> str | None:
