@@ -117,7 +117,11 @@ def set_owner(c, owner, ts, C, T, OTS, OOWN, OHEAD):
     if owner >= 0:
         o = T[owner, TF_OWNER_CPU]
         if o >= 0 and o != c and C[o, CF_OWNER] == owner:   # stale elsewhere: one CPU at a time
-            set_owner(o, OWN_NONE, ts, C, T, OTS, OOWN, OHEAD)
+            C[o, CF_OWNER] = OWN_NONE     # (no recursion: numba's cache mishandles it)
+            h = OHEAD[o]
+            OTS[o, h % OWNER_RING] = ts
+            OOWN[o, h % OWNER_RING] = OWN_NONE
+            OHEAD[o] = h + 1
         T[owner, TF_OWNER_CPU] = c
     C[c, CF_OWNER] = owner
     h = OHEAD[c]
@@ -145,7 +149,7 @@ def pol_valid(p, c, t, PC, PT):
 
 
 @njit(cache=True)
-def pol_save(p, t, c, PT, T, FS, full):
+def pol_save(p, t, c, PC, PT, T, FS, full):
     PT[p, t, PF_XSAVE] += 1
     PT[p, t, PF_BYTES] += xstate_bytes(T[t, TF_XFEAT], FS, full)
     if PT[p, t, PF_PENDING] != 0:        # restored, then saved again before any user instruction
@@ -153,6 +157,7 @@ def pol_save(p, t, c, PT, T, FS, full):
         PT[p, t, PF_PENDING] = 0
     PT[p, t, PF_NEEDLOAD] = 1
     PT[p, t, PF_LASTCPU] = c
+    PC[p, c] = t                          # saving from the registers proves they held its state
 
 
 @njit(cache=True)
@@ -177,7 +182,7 @@ def pol_invalidate(p, c, PC, PT):
 @njit(cache=True)
 def pol_switch(p, c, prev, nxt, PP, PC, PT, T, FS, full):
     if is_user(T, prev) and PT[p, prev, PF_NEEDLOAD] == 0:
-        pol_save(p, prev, c, PT, T, FS, full)           # regs stay valid: owner unchanged
+        pol_save(p, prev, c, PC, PT, T, FS, full)           # regs stay valid: owner unchanged
     if is_user(T, nxt):
         if PP[p, PP_EAGER] != 0:
             if not (PP[p, PP_VALIDITY] != 0 and pol_valid(p, c, nxt, PC, PT)):
@@ -191,7 +196,7 @@ def pol_switch(p, c, prev, nxt, PP, PC, PT, T, FS, full):
 @njit(cache=True)
 def pol_kfpu_begin(p, c, t, PC, PT, T, FS, full):
     if is_user(T, t) and PT[p, t, PF_NEEDLOAD] == 0:
-        pol_save(p, t, c, PT, T, FS, full)
+        pol_save(p, t, c, PC, PT, T, FS, full)
     pol_invalidate(p, c, PC, PT)
 
 
@@ -266,7 +271,11 @@ def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
                 # first sight of a task at the start of the trace: take its flag from the kernel's act
                 for p in range(npol):
                     PT[p, a, PF_NEEDLOAD] = 0 if saved != 0 else 1
-            if (deferred_evidence and saved != 0) or S[S_UR_ASSUMED] != 0:
+            if T[a, TF_DEAD] != 0:
+                # an exiting task's last switch: not a policy decision, do what the kernel did
+                for p in range(npol):
+                    PT[p, a, PF_NEEDLOAD] = 0 if saved != 0 else 1
+            elif (deferred_evidence and saved != 0) or S[S_UR_ASSUMED] != 0:
                 apply_user_return(c, a, PP, PC, PT, T, S, FS)
         for p in range(npol):
             pol_switch(p, c, a, b, PP, PC, PT, T, FS, full)
@@ -348,19 +357,21 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             out_idx[i] = -1
             continue
 
-        before = S[S_NTASKS]
         t = get_task(np.int64(tid[i]), slot, T, PT, S, npol)
-        is_new = 1 if S[S_NTASKS] != before else 0
         out_idx[i] = t
+        if k == K_TASK:
+            T[t, TF_KTHREAD] = 1 if (a0[i] & 1) != 0 else 0
+            T[t, TF_TGID] = np.int64(tgid[i])
+            continue
+        if k == K_COMM:
+            T[t, TF_TGID] = np.int64(tgid[i])
+            continue
+        is_new = 0                         # first sight of the task in an FPU/scheduler event
         if T[t, TF_FIRST_TS] < 0:
+            is_new = 1
             T[t, TF_FIRST_TS] = t_ns
             T[t, TF_TGID] = np.int64(tgid[i])
         T[t, TF_LAST_TS] = t_ns
-        if k == K_TASK:
-            T[t, TF_KTHREAD] = 1 if (a0[i] & 1) != 0 else 0
-            continue
-        if k == K_COMM:
-            continue
         if C[c, CF_UNKNOWN] != 0:
             T[t, TF_GAP] = 1
 
@@ -372,14 +383,15 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             if pk == K_SWITCH and k == K_XSAVE and t == pa and C[c, CF_PEND_SAVED] == 0:
                 C[c, CF_PEND_SAVED] = 1    # the switch-out save; the switch-in restore may follow
                 consumed = XS_SWITCH
-            elif pk == K_SWITCH and k == K_XRSTOR and t == C[c, CF_PEND_B]:
+            elif (pk == K_SWITCH and k == K_XRSTOR and t == C[c, CF_PEND_B]
+                  and S[S_REC_DEFERRED] == 0):     # eager kernels restore at switch-in
                 flush_pending(c, 1, PP, PC, PT, T, C, S, FS)
                 consumed = XR_SWITCH_IN
             elif pk == K_KFPU_BEGIN and k == K_XSAVE and t == pa:
                 C[c, CF_PEND_SAVED] = 1
                 flush_pending(c, 0, PP, PC, PT, T, C, S, FS)
                 consumed = XS_KFPU
-            elif pk == K_KFPU_END and k == K_XRSTOR and t == pa:
+            elif pk == K_KFPU_END and k == K_XRSTOR and t == pa and S[S_REC_DEFERRED] == 0:
                 flush_pending(c, 1, PP, PC, PT, T, C, S, FS)
                 consumed = XR_KFPU_END
             elif pk == K_USER_RETURN and k == K_XRSTOR and t == pa:
@@ -389,10 +401,10 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
                 flush_pending(c, 0, PP, PC, PT, T, C, S, FS)
 
         if k == K_SWITCH:
-            nb = S[S_NTASKS]
             nxt = get_task(np.int64(a0[i] & 0xFFFFFFFF), slot, T, PT, S, npol)
             out_other[i] = nxt
-            if T[nxt, TF_FIRST_TS] < 0:
+            nxt_new = T[nxt, TF_FIRST_TS] < 0
+            if nxt_new:
                 T[nxt, TF_FIRST_TS] = t_ns
             T[nxt, TF_LAST_TS] = t_ns
             hold(c, K_SWITCH, t, nxt, 0, is_new, C)
@@ -403,9 +415,7 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             T[nxt, TF_STATE] = ST_KERNEL
             T[nxt, TF_LAST_CPU] = c
             C[c, CF_CUR] = nxt
-            if C[c, CF_UNKNOWN] != 0:
-                T[nxt, TF_GAP] = 1
-            if nb != S[S_NTASKS] and T[nxt, TF_KTHREAD] == 0:
+            if nxt_new and T[nxt, TF_KTHREAD] == 0:
                 for p in range(npol):     # first sight of a task being switched in
                     PT[p, nxt, PF_NEEDLOAD] = 1
         elif k == K_KFPU_BEGIN:
@@ -489,6 +499,9 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
                     PT[p, t, PF_XSAVE] += 1
                     PT[p, t, PF_BYTES] += nbytes
         elif k == K_XRSTOR:
+            if is_new != 0 and T[t, TF_KTHREAD] == 0:
+                for p in range(npol):     # first sight is a restore: its state was in memory
+                    PT[p, t, PF_NEEDLOAD] = 1
             xf = np.int64(a0[i] & MASK63)
             cause = np.int64(a1[i])
             if cause >= NCAUSE:
@@ -527,7 +540,9 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
                 T[t, TF_PENDING] = 0
         elif k == K_FORK:
             child_tid = np.int64(a0[i] & 0xFFFFFFFF)
-            ch = new_task(child_tid, slot, T, PT, S, npol)
+            ch = slot[child_tid]
+            if ch < 0 or T[ch, TF_FIRST_TS] >= 0:   # a named-only entry is this child; else reuse
+                ch = new_task(child_tid, slot, T, PT, S, npol)
             out_other[i] = ch
             T[ch, TF_TGID] = np.int64(a1[i] & 0xFFFFFFFF)
             T[ch, TF_KTHREAD] = T[t, TF_KTHREAD]
@@ -545,6 +560,8 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             T[t, TF_DEAD] = 1
             T[t, TF_STATE] = ST_EXITED
             T[t, TF_PENDING] = 0           # dying is not "thrown away before use"
+            for p in range(npol):
+                PT[p, t, PF_PENDING] = 0
             if C[c, CF_OWNER] == t:
                 set_owner(c, OWN_NONE, t_ns, C, T, OTS, OOWN, OHEAD)
         elif k == K_KVM:
@@ -556,3 +573,10 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
         C[c, CF_LAST_KIND] = k
         C[c, CF_LAST_TASK] = t
     return n
+
+
+@njit(cache=True)
+def flush_all(ncpu, PP, PC, PT, T, C, S, FS):
+    """End of the stream: replay every CPU's held-back action as if nothing followed it."""
+    for c in range(ncpu):
+        flush_pending(c, 0, PP, PC, PT, T, C, S, FS)

@@ -7,6 +7,7 @@ that grow with the number of tasks, CPUs and kernel-FPU callers, never with the 
 """
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -18,7 +19,7 @@ from .cost import CostModel, load_cost_model, xstate_table
 from .layout import (CA_HIST, NCA, NCF, NHIST, NPF, NS, NTF, OWN_UNKNOWN, OWNER_RING, PP_EAGER,
                      PP_VALIDITY, RATE_SLOTS, S_FIRST_TS, S_FULL_MASK, S_HAS_UR_EVENTS, S_NPOL,
                      S_NTASKS, S_REC_DEFERRED, S_REC_POLICY, S_UR_ASSUMED, CF_CUR, CF_OWNER,
-                     CF_UNKNOWN, TF_KTHREAD, TF_TGID, CF_KFPU_CALLER)
+                     CF_UNKNOWN, CF_PEND_KIND, TF_KTHREAD, TF_TGID, CF_KFPU_CALLER)
 from .policies import DEFAULT_POLICIES, resolve, recorded_policy
 
 MAX_TID = 1 << 24                   # pid_max cannot exceed 2^22; leave room, refuse nonsense
@@ -206,22 +207,34 @@ class Model:
                 self.comms[int(out_idx[j])] = args_to_comm(int(a0[j]), int(a1[j]))
             else:                          # a child starts with its parent's name
                 parent = self.comms.get(int(out_idx[j]))
-                if parent is not None and out_other[j] >= 0:
+                if parent is not None and out_other[j] >= 0 and int(out_other[j]) not in self.comms:
                     self.comms[int(out_other[j])] = parent
 
     # ------------------------------------------------------------ views
 
+    def _finished(self) -> "Model":
+        """A copy whose held-back actions (at most one per CPU) are replayed as the stream's end.
+        The live state is untouched, so feeding may continue."""
+        if not self._C[:self._ncpu, CF_PEND_KIND].any():
+            return self
+        clone = copy.copy(self)
+        for name in ("_T", "_PT", "_C", "_PC", "_S", "_OTS", "_OOWN", "_OHEAD"):
+            setattr(clone, name, getattr(self, name).copy())
+        engine.flush_all(self._ncpu, clone._PP, clone._PC, clone._PT, clone._T, clone._C,
+                         clone._S, clone._FS)
+        return clone
+
     def report(self):
         from .report import build_report
         with self.lock:
-            return build_report(self)
+            return build_report(self._finished())
 
     def estimate(self, cost_model: CostModel | str | None = None):
         from .estimate import build_estimate
         cm = self.cost_model if cost_model is None else (
             cost_model if isinstance(cost_model, CostModel) else load_cost_model(cost_model))
         with self.lock:
-            return build_estimate(self, cm)
+            return build_estimate(self._finished(), cm)
 
     def snapshot(self, window_ns: int = 30_000_000_000):
         from .views import build_snapshot
