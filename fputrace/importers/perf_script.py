@@ -57,6 +57,7 @@ SWITCH = re.compile(r"prev_comm=(?P<pc>.*?) prev_pid=(?P<pp>-?\d+) prev_prio=-?\
 FORK = re.compile(r"comm=(?P<pc>.*?) pid=(?P<pp>\d+) child_comm=(?P<cc>.*?) child_pid=(?P<cp>\d+)")
 PID_FIELD = re.compile(r"\bpid=(\d+)")
 LOST = re.compile(r"lost (\d+)")
+PLACEHOLDER_COMM = re.compile(r"^:-?\d+$")      # perf's name for a thread whose comm it never saw
 CLOCKID = re.compile(r"use_clockid = 1.*?clockid = (\d+)")
 
 # sched_switch prev_state letters -> the kernel's TASK_REPORT bits (include/linux/sched.h)
@@ -126,17 +127,23 @@ class PerfScriptImporter:
         self.current: dict[int, int] = {}        # cpu -> task switched to last
         self.switch_prev: dict[int, int] = {}    # cpu -> task switched from last
         self.tid_recovered = 0
+        self.in_header = False
 
     # -------------------------------------------------------------------- parsing
     def feed_lines(self, lines) -> None:
         in_event = False
         for lineno, line in enumerate(lines, 1):
+            if line.startswith("# ========"):      # perf's header block starts and ends with this
+                self.in_header = not self.in_header
+                continue
             if not line.strip():
                 in_event = False
                 continue
             if line.startswith("#"):
                 self._header_line(line)
                 continue
+            if self.in_header:
+                continue                           # a header value spanning lines (a cmdline with newlines)
             m = LINE.match(line)
             if m is None:
                 if in_event and STACK_FRAME.match(line):
@@ -170,7 +177,7 @@ class PerfScriptImporter:
             self.first_ts[tid] = ts
         if tgid is not None and tgid > 0:
             self.tgid_of[tid] = tgid
-        if comm and self.comm_of.get(tid) != comm:
+        if comm and self.comm_of.get(tid) != comm and not PLACEHOLDER_COMM.match(comm):
             self.comm_of[tid] = comm
             a0, a1 = comm_to_args(comm)
             self.rows.add(ts, 0, tid, self.tgid_of.get(tid, tid), K_COMM, 0, a0, a1)
