@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from .plan import MODES
 
-DEFAULT_BUFFER_PAGES = 4096        # 16 MiB ring: ~350k events, 0.35 s at 1M events/s
+DEFAULT_BUFFER_PAGES = 16384       # 64 MiB ring: ~1.4M events, ~1 s at 1M events/s if the consumer stalls
 
 
 @dataclass

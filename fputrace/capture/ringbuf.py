@@ -62,7 +62,11 @@ class RingBufferReader:
         if n and (sizes != EVENT_DTYPE.itemsize).any():
             raise RuntimeError("ring buffer holds a record of unexpected size: BPF/Python ABI mismatch")
         keep = (lens & RINGBUF_DISCARD_BIT) == 0
-        out = raw["ev"][keep] if not keep.all() else raw["ev"].copy()
+        # rows of 6 u64: the header word, then the 40-byte event; numpy copies these as plain
+        # words (fast) rather than field by field
+        words = self._data[start:start + n * RECORD_BYTES].view(np.uint64).reshape(-1, RECORD_BYTES // 8)
+        words = words[:, 1:] if keep.all() else words[keep][:, 1:]
+        out = np.ascontiguousarray(words).view(EVENT_DTYPE).reshape(-1)
         self._cons[0] = cons + n * RECORD_BYTES   # hand the space back to the producers
         self.records_read += n
         return out

@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--mode", default="auto", choices=["auto", "fentry", "kprobe", "tracepoint"],
                    help="attach mode (default auto: the best this kernel allows, per event)")
     p.add_argument("--buffer-pages", type=_pages, metavar="N",
-                   help="ring buffer size in 4 KiB pages, a power of two (default 4096 = 16 MiB)")
+                   help="ring buffer size in 4 KiB pages, a power of two (default 16384 = 64 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
