@@ -108,17 +108,27 @@ class Trace:
         df = pd.DataFrame(list(table.values()), columns=["tid", "tgid", "comm", "kthread"])
         return df.astype({"tid": "uint32", "tgid": "uint32", "kthread": bool}).sort_values("tid", ignore_index=True)
 
-    def _model(self):
+    def _model(self, **model_kw):
         from .model import Model                        # the analysis lives in fputrace.model
-        model = Model(self.meta)
+        model = Model(self.meta, **model_kw)
         for batch in self.batches():
             model.feed(batch)
         return model
 
-    def report(self, **kw):
-        """The model's report over the whole trace (see ``fputrace.model.Model.report``)."""
-        return self._model().report(**kw)
+    def report(self, *, policies=None, cost_model=None, **kw):
+        """The model's report over the whole trace (``fputrace.model.Model.report``)."""
+        return self._model(**_model_options(policies, cost_model)).report(**kw)
 
-    def estimate(self, **kw):
-        """Policy estimates (``policies=[...]``, ``cost_model=...``; see ``Model.estimate``)."""
-        return self._model().estimate(**kw)
+    def estimate(self, *, policies=None, cost_model=None, **kw):
+        """Policy estimates: ``policies`` ("eager,deferred" or a list; default: the model's),
+        ``cost_model`` (a file from ``fputrace calibrate`` or a CostModel; default: the model's)."""
+        return self._model(**_model_options(policies, cost_model)).estimate(**kw)
+
+
+def _model_options(policies, cost_model) -> dict:
+    out = {}
+    if policies is not None:
+        out["policies"] = policies
+    if cost_model is not None:
+        out["cost_model"] = cost_model
+    return out

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
+
 from ..errors import FileFormatError
 from ..events import FLAG_INFERRED, KIND_BY_NAME, TASK_KTHREAD, Kind, comm_to_args
 from . import EventRows
@@ -134,7 +136,7 @@ class CsvImporter:
         if self.events == 0:
             raise FileFormatError(f"{self.src}: no events after the CSV header")
         ev = EventRows.sort_task_records_first(self.rows.array_unsorted())
-        facts = ev[~ev["kind"].astype(bool) | (ev["kind"] < Kind.COMM)]
+        facts = ev[~np.isin(ev["kind"], np.array([Kind.COMM, Kind.TASK], np.uint8))]
         seen = {Kind(k).name.lower() for k in set(facts["kind"].tolist()) if k in Kind._value2member_map_}
         meta = {
             "source": "csv",
