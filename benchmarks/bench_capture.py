@@ -113,8 +113,14 @@ def bench_throughput(args) -> None:
     print(f"throughput: best zero-loss rate {best or 0:,.0f} events/s (one consumer core, default ring)")
 
 
+PIN = None   # CPU for both ends of the pipe benchmark (set by bench_overhead)
+
+
 def _time_pipe(loops: int) -> float:
-    out = subprocess.run(["perf", "bench", "sched", "pipe", "-l", str(loops)], capture_output=True,
+    # Both ends on one CPU: every message is a context switch (the cost we trace), and no time
+    # goes to waking an idle CPU, which a tracer's consumer thread would otherwise distort.
+    pin = ["taskset", "-c", str(PIN)] if PIN is not None else []
+    out = subprocess.run([*pin, "perf", "bench", "sched", "pipe", "-l", str(loops)], capture_output=True,
                          text=True, check=True).stdout
     return float(re.search(r"Total time:\s*([\d.]+)", out).group(1))
 
@@ -136,8 +142,16 @@ def _with_tracer(start_cmd: list[str], ready, loops: int) -> float:
 
 
 def bench_overhead(args) -> None:
-    """(b) perf bench sched pipe: untraced vs fputrace vs perf record of the same tracepoints."""
+    """(b) perf bench sched pipe: untraced vs fputrace vs perf record of the same tracepoints.
+
+    The host is shared and noisy, so configurations alternate for ``--rounds`` rounds and the
+    medians are compared; every ratio comes from the same run."""
+    import statistics
+    global PIN
+    PIN = sorted(os.sched_getaffinity(0))[-1]
     loops = args.loops
+    times = {"untraced": [], "fputrace": [], "perf_same": [], "perf_no_syscalls": []}
+    sizes = {}
     with tempfile.TemporaryDirectory() as d:
         fpt = f"{d}/o.fpt"
 
@@ -150,20 +164,28 @@ def bench_overhead(args) -> None:
         def perf_ready(proc):
             time.sleep(2.0)     # perf opens its events in well under that
 
-        base = _time_pipe(loops)
-        fpu = _with_tracer([*FPUTRACE, "record", "-q", "-o", fpt], fputrace_ready, loops)
-        fpt_bytes = os.path.getsize(fpt)
-        perf_same = _with_tracer(["perf", "record", "-a", "-o", f"{d}/p1.data",
-                                  *sum((["-e", e] for e in PERF_EVENTS_SAME), [])], perf_ready, loops)
-        perf_fpu = _with_tracer(["perf", "record", "-a", "-o", f"{d}/p2.data",
-                                 *sum((["-e", e] for e in PERF_EVENTS_SAME[:-2]), [])], perf_ready, loops)
-        base2 = _time_pipe(loops)
-        perf_bytes = os.path.getsize(f"{d}/p1.data")
-    b = (base + base2) / 2
-    print(f"overhead: perf bench sched pipe -l {loops}: untraced {base:.2f}/{base2:.2f} s (mean {b:.2f})")
-    print(f"overhead: fputrace record (tracepoint mode)     {fpu:.2f} s  ratio {fpu / b:.2f}  file {fpt_bytes:,} B")
-    print(f"overhead: perf record, same tracepoints          {perf_same:.2f} s  ratio {perf_same / b:.2f}  file {perf_bytes:,} B")
-    print(f"overhead: perf record, same minus raw_syscalls   {perf_fpu:.2f} s  ratio {perf_fpu / b:.2f}")
+        for _ in range(args.rounds):
+            times["untraced"].append(_time_pipe(loops))
+            if os.path.exists(fpt):
+                os.unlink(fpt)
+            times["fputrace"].append(_with_tracer([*FPUTRACE, "record", "-q", "-o", fpt], fputrace_ready, loops))
+            sizes["fputrace"] = os.path.getsize(fpt)
+            times["perf_same"].append(_with_tracer(
+                ["perf", "record", "-a", "-o", f"{d}/p1.data", *sum((["-e", e] for e in PERF_EVENTS_SAME), [])],
+                perf_ready, loops))
+            sizes["perf_same"] = os.path.getsize(f"{d}/p1.data")
+            times["perf_no_syscalls"].append(_with_tracer(
+                ["perf", "record", "-a", "-o", f"{d}/p2.data", *sum((["-e", e] for e in PERF_EVENTS_SAME[:-2]), [])],
+                perf_ready, loops))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    b = med["untraced"]
+    print(f"overhead: taskset -c {PIN} perf bench sched pipe -l {loops}, {args.rounds} rounds, medians")
+    for k, label in (("untraced", "untraced"), ("fputrace", "fputrace record (tracepoint mode)"),
+                     ("perf_same", "perf record -a, same tracepoints"),
+                     ("perf_no_syscalls", "perf record -a, same minus raw_syscalls")):
+        extra = f"  file {sizes[k]:,} B" if k in sizes else ""
+        print(f"overhead: {label:<42s} {med[k]:.2f} s  ratio {med[k] / b:.2f}  "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times[k])}){extra}")
 
 
 def bench_size(args) -> None:
@@ -221,7 +243,8 @@ def main() -> None:
     p.add_argument("which", choices=["throughput", "overhead", "size", "startup", "all"])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    p.add_argument("--loops", type=int, default=50000)
+    p.add_argument("--loops", type=int, default=30000)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--write", action="store_true", help="(a) also write the flood to a file")
     args = p.parse_args()
     for name in (["throughput", "overhead", "size", "startup"] if args.which == "all" else [args.which]):

@@ -161,12 +161,23 @@ static __always_inline void calib_sample(u32 and_slot, u32 n_slot, u64 flags, in
 #define SYS_SWITCHED  2
 #define SYS_EXEC      4
 #define NR_RT_SIGRETURN 15
+/* The syscall in progress on this CPU. Per CPU, not per task: a syscall that stays on its CPU
+ * without a switch-out is exactly what inference wants, and any switch-out either marks the slot
+ * (sched_switch) or lets another task overwrite it, so a mismatching tid at sys_exit means
+ * "switched out meanwhile": skip. No hash map update on the syscall hot path. */
 struct sys_state {
-	u64 enter_ts;
+	u32 tid;
 	u32 nr;
 	u32 state;
+	u32 _pad;
 };
-BPF_TABLE("lru_hash", u32, struct sys_state, sys_states, 65536);
+BPF_PERCPU_ARRAY(sys_states, struct sys_state, 1);
+
+static __always_inline struct sys_state *sys_slot(void)
+{
+	u32 zero = 0;
+	return sys_states.lookup(&zero);
+}
 
 static __always_inline u64 tif_mask(void)
 {
@@ -179,15 +190,14 @@ static __always_inline u64 tif_mask(void)
 
 static __always_inline void sys_mark(u32 tid, u32 what)
 {
-	struct sys_state *s = sys_states.lookup(&tid);
-	if (s && (s->state & SYS_ACTIVE))
+	struct sys_state *s = sys_slot();
+	if (s && s->tid == tid && (s->state & SYS_ACTIVE))
 		s->state |= what;
 }
 
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
 	u64 flags = task_flags();
 	calib_sample(FPT_CAL_OR_ENTER, FPT_CAL_N_ENTER, flags, 1);
 #ifdef FPT_SYNTHETIC
@@ -195,20 +205,26 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	for (int i = 0; i < FPT_SYNTHETIC; i++)
 		emit(ctx, FPT_USER_RETURN, 0, 0, i);
 #endif
-	u64 mask = tif_mask();
-	if (!mask || (flags & mask) || filtered_out(id >> 32))
+	struct sys_state *s = sys_slot();
+	if (!s)
 		return 0;
-	struct sys_state s = {.enter_ts = bpf_ktime_get_ns(), .nr = (u32)ctx->args[1],
-			      .state = SYS_ACTIVE};
-	sys_states.update(&tid, &s);
+	u64 mask = tif_mask();
+	if (!mask || (flags & mask) || filtered_out(id >> 32)) {
+		s->state = 0;
+		return 0;
+	}
+	s->tid = (u32)id;
+	s->nr = (u32)ctx->args[1];
+	s->state = SYS_ACTIVE;
 	return 0;
 }
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct sys_state *s = sys_states.lookup(&tid);
-	if (!s || !(s->state & SYS_ACTIVE))
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	struct sys_state *s = sys_slot();
+	if (!s || s->tid != tid || !(s->state & SYS_ACTIVE))
 		return 0;
 	u32 state = s->state;
 	u32 nr = s->nr;
@@ -221,7 +237,6 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 	/* TIF_NEED_FPU_LOAD turned on inside this syscall without a switch-out: a kernel FPU
 	 * section saved the user registers. Timing inside the syscall is unknown: stamp all three
 	 * at sys_exit (user space keeps their order). */
-	u64 id = bpf_get_current_pid_tgid();
 	u64 ts = bpf_ktime_get_ns();
 	emit_at(ctx, ts, FPT_KFPU_BEGIN, FPT_FLAG_INFERRED, tid, id >> 32, 0, 0);
 	emit_at(ctx, ts, FPT_XSAVE, FPT_FLAG_INFERRED, tid, id >> 32, 0, FPT_XS_KFPU);
@@ -370,8 +385,8 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
 	 * (sigreturn, fork, KVM) */
 	cause = FPT_XR_USER_RETURN;
 #ifdef FPT_INFER
-	struct sys_state *s = sys_states.lookup(&tid);
-	if (s && (s->state & SYS_ACTIVE))
+	struct sys_state *s = sys_slot();
+	if (s && s->tid == tid && (s->state & SYS_ACTIVE))
 		cause = s->nr == NR_RT_SIGRETURN ? FPT_XR_SIGNAL : FPT_XR_UNKNOWN;
 #endif
 	if (cs && cs->uret_tid == tid)
