@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python -m benchmarks.bench_file                 # synthetic, realistic streams
     .venv/bin/python -m benchmarks.bench_file --events 5000000
     .venv/bin/python -m benchmarks.bench_file --from run.fpt  # re-encode a real recording
+    .venv/bin/python -m benchmarks.bench_file --stream 50000000   # write+read 50M events, peak memory
 
 Issue 2 (c) targets <= 8 bytes per event. Figures for this machine are in benchmarks/FILES.md.
 Throughput is one run on a shared machine: read it as an order of magnitude, not a measurement.
@@ -86,11 +87,52 @@ def measure(events: np.ndarray, label: str, chunk: int = 16384) -> dict:
             "write_events_per_s": len(events) / (t1 - t0), "read_events_per_s": len(events) / (t2 - t1)}
 
 
+def peak_rss_mib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def streaming(total: int, chunk: int = 1_000_000) -> None:
+    """Write ``total`` events chunk by chunk and stream them back: peak memory must not grow with
+    the file (the raw events would take total * 40 bytes)."""
+    from fputrace.recording import RecordingWriter, open_recording
+    base = realistic_stream(chunk, seed=7)
+    span = int(base["ts_ns"][-1] - base["ts_ns"][0]) + 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.fpt")
+        rss0 = peak_rss_mib()
+        t0 = time.perf_counter()
+        with RecordingWriter(path, {"bench": "stream"}, background_flush=False) as w:
+            for i in range(0, total, chunk):
+                part = base[:min(chunk, total - i)].copy()
+                part["ts_ns"] += np.uint64(span * (i // chunk))
+                for j in range(0, len(part), 16384):
+                    w.write(part[j:j + 16384])
+        t1 = time.perf_counter()
+        rss_write = peak_rss_mib()
+        rec = open_recording(path)
+        n = 0
+        last = 0
+        for b in rec.batches():
+            n += len(b)
+            last = int(b["ts_ns"][-1])
+        t2 = time.perf_counter()
+        size = os.path.getsize(path)
+    assert n == total and last > 0
+    print(f"{total:,} events: {size / total:.2f} B/event, file {size / 2**20:.0f} MiB "
+          f"(raw {total * 40 / 2**20:.0f} MiB); write {total / (t1 - t0):,.0f} ev/s, read {total / (t2 - t1):,.0f} ev/s")
+    print(f"peak RSS: {rss0:.0f} MiB before, {rss_write:.0f} MiB after writing, {peak_rss_mib():.0f} MiB after reading")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2_000_000)
     ap.add_argument("--from", dest="source", help="an fputrace recording to re-encode (real data)")
+    ap.add_argument("--stream", type=int, metavar="N", help="write and stream back N events; print peak memory")
     args = ap.parse_args(argv)
+    if args.stream:
+        streaming(args.stream)
+        return 0
     runs = []
     if args.source:
         import fputrace
