@@ -189,6 +189,8 @@ def test_event_mapping_by_hand(tmp_path):
     (SNIPPET_HEAD + line("a", 1, 1, 0, "1.0", "sched:sched_switch", "prev_comm=a garbage"),
      r"hand.txt:2: cannot read the fields of sched:sched_switch"),
     (SNIPPET_HEAD, r"hand.txt: no perf script events found"),
+    (SNIPPET_HEAD + "   python3 4242   100.000001: sched:sched_switch: prev_comm=a prev_pid=1\n",
+     r"hand.txt:2: no \[cpu\] column: record system-wide with `perf record -a`"),
 ])
 def test_unparsable_perf_script_is_one_error_with_the_line_number(tmp_path, text, match):
     src = tmp_path / "hand.txt"

@@ -47,6 +47,7 @@ LINE = re.compile(
     r"^\s*(?P<comm>.*?)\s+(?:(?P<pid>-?\d+)/)?(?P<tid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
     r"(?P<sec>\d+)\.(?P<frac>\d+):\s+"
     r"(?:(?P<event>[^\s:]+:[^\s:]+):|(?P<record>PERF_RECORD_\w+))\s*(?P<trace>.*)$")
+NO_CPU_LINE = re.compile(r"^\s*.*?\s+(?:-?\d+/)?-?\d+\s+\d+\.\d+:\s+[^\s:]+:[^\s:]+:")
 HEADER = re.compile(r"^#\s*(?P<key>[\w ]+?)\s*:\s*(?P<value>.*)$")
 STACK_FRAME = re.compile(r"^\s+[0-9a-f]+\s")
 XFEATURES = re.compile(r"xfeatures: ([0-9a-fA-F]+)")
@@ -148,6 +149,10 @@ class PerfScriptImporter:
             if m is None:
                 if in_event and STACK_FRAME.match(line):
                     continue                       # a call chain under the event (perf script -G)
+                if NO_CPU_LINE.match(line):
+                    raise FileFormatError(f"{self.src}:{lineno}: no [cpu] column: record system-wide with "
+                                          f"`perf record -a` (FPU ownership is followed per CPU) and keep "
+                                          f"cpu in perf script -F")
                 raise FileFormatError(f"{self.src}:{lineno}: not a perf script event line: "
                                       f"{line.strip()[:100]!r}; {HINT}")
             in_event = True
@@ -316,6 +321,10 @@ class PerfScriptImporter:
             modes[logical] = {"attach": "unavailable", "exact": False,
                               "refused": {"probe": "perf import: tracepoints only",
                                           "inferred": "perf cannot sample TIF_NEED_FPU_LOAD"}}
+        cmdline = self.header.get("cmdline")
+        if cmdline and not re.search(r"\s(-a|--all-cpus)\b|\s-[a-zA-Z]*a[a-zA-Z]*\s", f" {cmdline} "):
+            notes.append("perf record ran without -a: other tasks on the same CPUs were not traced, so "
+                         "register ownership between the traced tasks' events is unknown")
         if "raw_syscalls:sys_enter" in recorded:
             notes.append("raw_syscalls events are not used: inference needs TIF_NEED_FPU_LOAD, which perf cannot read")
         if recorded_policy_of(release) == "eager":
