@@ -176,3 +176,18 @@ def test_inferred_events_are_flagged_and_come_in_triples(need_bcc):
     kinds = inf["kind"].reshape(-1, 3)
     assert (kinds == [Kind.KFPU_BEGIN, Kind.XSAVE, Kind.KFPU_END]).all()
     assert (inf["a1"].reshape(-1, 3)[:, 1] == XsaveCause.KFPU).all()
+
+
+def test_perf_buffer_fallback_delivers_and_accounts(need_bcc):
+    """The transport of kernels < 5.8, forced here: same events, same exact loss accounting."""
+    from fputrace.capture import CaptureOptions, CaptureSession
+    stop = threading.Event()
+    with CaptureSession(CaptureOptions(mode="tracepoint", transport="perfbuf", buffer_pages=64,
+                                       calibrate_s=0.2)) as cap:
+        threading.Timer(1.0, stop.set).start()
+        ev = np.concatenate(list(cap.batches(stop)))
+        stats, counters = cap.stats, cap.bpf_counters()
+        assert cap.meta["transport"]["kind"] == "perfbuf"
+    assert stats["events"] > 0 and {Kind.SWITCH, Kind.XSAVE} <= set(ev["kind"].tolist())
+    assert stats["events"] + stats["lost"] == counters["bpf_events"]
+    assert (np.diff(ev["ts_ns"].astype(np.int64)) >= 0).all()

@@ -16,6 +16,7 @@ class CaptureOptions:
     comm: str | None = None            # only tasks with this name
     buffer_pages: int | None = None    # ring buffer size in 4 KiB pages (a power of two)
     synthetic: int = 0                 # benchmarks: K extra records per sys_enter (tracepoint mode)
+    transport: str = "auto"            # auto | ringbuf | perfbuf (perfbuf: what kernels < 5.8 get)
     calibrate_s: float = 0.3           # at most this long for the TIF_NEED_FPU_LOAD calibration
 
     def validate(self) -> None:
@@ -28,6 +29,8 @@ class CaptureOptions:
         if self.comm is not None and (not 0 < len(self.comm.encode()) <= 15
                                       or any(c in self.comm for c in '"\\\n')):
             raise UsageError("--comm takes a task name of 1 to 15 bytes (no quotes or backslashes)")
+        if self.transport not in ("auto", "ringbuf", "perfbuf"):
+            raise UsageError(f"transport must be auto, ringbuf or perfbuf, not {self.transport!r}")
         pages = self.pages
         if pages < 1 or pages & (pages - 1):
             raise UsageError(f"--buffer-pages must be a power of two, not {pages}")

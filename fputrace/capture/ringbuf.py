@@ -87,8 +87,11 @@ class PerfBufferReader:
         self.kernel_lost = 0
         import ctypes
 
+        itemsize = EVENT_DTYPE.itemsize
+
         def on_event(_cpu, data, size, _chunks=self._chunks):
-            _chunks.append(ctypes.string_at(data, size))
+            # perf pads raw samples to 8 bytes after a u32 size: keep the event itself
+            _chunks.append(ctypes.string_at(data, itemsize))
 
         def on_lost(count):
             self.kernel_lost += count      # the BPF side counts these too (perf_submit fails)
@@ -97,9 +100,13 @@ class PerfBufferReader:
 
     def poll(self, timeout_ms: int) -> np.ndarray:
         self._bpf.perf_buffer_poll(timeout=timeout_ms)
-        return self.read()
+        return self._take()
 
     def read(self) -> np.ndarray:
+        self._bpf.perf_buffer_poll(timeout=0)
+        return self._take()
+
+    def _take(self) -> np.ndarray:
         if not self._chunks:
             return empty_batch()
         raw = b"".join(self._chunks)

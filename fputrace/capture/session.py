@@ -78,7 +78,10 @@ class CaptureSession:
         apply_headers(headers)
         self.plan = plan = make_plan(feat, self.opts.mode)
         from .loader import final_cflags, load
-        self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), feat.ringbuf.ok, self.opts.pages)
+        use_ring = feat.ringbuf.ok and self.opts.transport != "perfbuf"
+        if self.opts.transport == "ringbuf" and not feat.ringbuf.ok:
+            raise CaptureError(feat.ringbuf.reason)
+        self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), use_ring, self.opts.pages)
         start_ns = time.monotonic_ns()
         start_wall = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
         self._loaded = load(plan, self.cflags)
@@ -86,7 +89,7 @@ class CaptureSession:
             bpf = self._loaded.bpf
             expected = expected_tif_bit(feat.version)
             self._set_tif_bit(expected)
-            if feat.ringbuf.ok:
+            if use_ring:
                 from .ringbuf import RingBufferReader
                 self._reader = RingBufferReader(bpf["events"].map_fd, self.opts.pages * 4096)
             else:
@@ -122,7 +125,7 @@ class CaptureSession:
             "command": None,
             "filter": {"pid": self.opts.pid, "comm": self.opts.comm},
             "headers": headers.as_meta(),
-            "transport": {"kind": "ringbuf" if feat.ringbuf.ok else "perfbuf",
+            "transport": {"kind": "ringbuf" if use_ring else "perfbuf",
                           "buffer_pages": self.opts.pages},
         }
         self._start_ns = start_ns
