@@ -157,7 +157,7 @@ def event_streams(draw):
     return ev, cuts, flushes
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event_streams())
 def test_property_any_stream_survives_write_and_read_exactly(tmp_path, stream):
     ev, cuts, flushes = stream
