@@ -206,10 +206,33 @@ class Features:
         target = next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
         if target is None:
             return Probe(False, "no traceable target symbol in kallsyms")
+        cache = self._probe_cache_path("fentry")
+        if cache is not None and cache.exists():
+            try:
+                ok, reason = cache.read_text().split("\n", 1)
+                return Probe(ok == "1", reason.strip() + " (cached for this boot)")
+            except (OSError, ValueError):
+                pass
         from .headers import apply
         from .loader import try_fentry
         apply(self.headers)
-        return try_fentry(target)
+        result = try_fentry(target)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(f"{int(result.ok)}\n{result.reason}\n")
+            except OSError:
+                pass
+        return result
+
+    def _probe_cache_path(self, name: str) -> Path | None:
+        """Answers that cannot change before a reboot (lockdown, sandboxing) are kept per boot."""
+        try:
+            boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:
+            return None
+        from .headers import CACHE_ROOT
+        return CACHE_ROOT.parent / "probes" / f"{name}-{self.release}-{boot_id}"
 
     @cached_property
     def ringbuf(self) -> Probe:
