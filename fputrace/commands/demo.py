@@ -21,10 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=10.0, metavar="SECONDS",
                    help="span of the CPU owner strips and rate sparklines (default 10)")
     p.add_argument("--path", action="store_true", help="print where the demo recording is and exit")
+    # maintainers: re-record the bundled demo with the project's own recorder (needs root)
+    p.add_argument("--make", metavar="OUT", help=argparse.SUPPRESS)
+    p.add_argument("--seconds", type=float, default=4.0, help=argparse.SUPPRESS)
 
 
 def run(args) -> int:
     from ..errors import FileFormatError
+    if args.make:
+        return make_demo(args.make, args.seconds)
     path = demo_path()
     if args.path:
         print(path)
@@ -34,3 +39,12 @@ def run(args) -> int:
     from . import tui
     args.file, args.at, args.paused, args.mode, args.record_dir = str(path), None, False, "auto", "."
     return tui.run(args)
+
+
+def make_demo(out: str, seconds: float) -> int:
+    """Record the demo workload (fputrace.tui.demo_workload) on this host with `fputrace record`."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "fputrace", "record", "-q", "-o", out, "--",
+           sys.executable, "-m", "fputrace.tui.demo_workload", str(seconds)]
+    return subprocess.call(cmd)

@@ -57,7 +57,7 @@ class Source:
 
     def __init__(self, meta: dict, model_factory: Callable[[], ModelLike] | None = None,
                  config: SourceConfig | None = None) -> None:
-        self.meta = dict(meta)
+        self.meta = meta                      # live: the session's own dict, kept current by it
         self.config = config or SourceConfig()
         self._make_model = model_factory or default_model_factory(self.meta)
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -166,6 +166,8 @@ class LiveSource(Source):
                         self.ledger.drop(batch)
         except Exception as err:  # noqa: BLE001 -- shown to the user, the dashboard stays up
             self.capture_error = f"capture stopped: {err}"
+        finally:
+            self.producer.close()             # in this thread: the one that polls it
 
     def _run(self, post, is_cancelled) -> None:
         capture = threading.Thread(target=self._capture_loop, name="fputrace-capture", daemon=True)
@@ -208,9 +210,8 @@ class LiveSource(Source):
                     post(self._picture(model, self._status(events_per_s)))
         finally:
             self._stop.set()
-            capture.join(timeout=2)
+            capture.join(timeout=5)
             self._close_writer()
-            self.producer.close()
 
     def _status(self, events_per_s: float) -> SourceStatus:
         return SourceStatus(live=True, paused=self.paused, events_per_s=events_per_s,

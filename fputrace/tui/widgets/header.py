@@ -10,49 +10,60 @@ from . import fmt
 
 
 def _mode_name(mode) -> str:
+    """A logical event's capture as the dashboard groups it: exact, inferred or missing."""
     if isinstance(mode, dict):
-        return str(mode.get("mode") or mode.get("kind") or mode.get("attach") or "?")
+        attach = str(mode.get("attach", "")).lower()
+        if attach in ("", "none", "unavailable", "n/a"):
+            return "missing"
+        if "exact" in mode:
+            return "exact" if mode["exact"] else "inferred"
+        return str(mode.get("mode") or attach)
     return str(mode)
 
 
 def _modes_text(meta: dict) -> Text:
-    """meta["modes"]: logical event -> mode ("exact"/"inferred", or an attach point name),
-    grouped by mode so that it fits a line: ``exact: a,b  inferred: c``."""
+    """meta["modes"]: logical event -> {attach, exact, ...} (or a plain mode string), grouped so
+    that it fits a line: ``exact: a,b  inferred: c  missing: d``; the attach mode leads."""
     modes = meta.get("modes") or {}
     out = Text("modes ", style="dim")
+    if meta.get("capture_mode"):
+        out.append(f"{meta['capture_mode']}  ", style="bold")
     if not modes:
         return out.append("unknown", style="yellow")
     items = modes.items() if isinstance(modes, dict) else ((str(m), "?") for m in modes)
     groups: dict[str, list[str]] = {}
     for event, mode in items:
         groups.setdefault(_mode_name(mode), []).append(str(event))
-    for i, (mode, events) in enumerate(sorted(groups.items(), key=lambda kv: "infer" in kv[0])):
-        weak = "infer" in mode or mode in ("none", "unavailable", "?")
+    order = {"exact": 0, "inferred": 1, "missing": 2}
+    for i, (mode, events) in enumerate(sorted(groups.items(), key=lambda kv: order.get(kv[0], 1))):
+        style = {"exact": "bold green", "missing": "bold red"}.get(mode, "bold yellow")
         if i:
             out.append("  ")
-        out.append(f"{mode}: ", style="bold yellow" if weak else "bold green")
+        out.append(f"{mode}: ", style=style)
         out.append(",".join(events))
     return out
 
 
 def _xstate_text(meta: dict) -> str:
+    """meta["xstate"]: {features: [{name, size_bytes, ...}] or names, total_bytes, ...}."""
     xs = meta.get("xstate") or {}
     if not isinstance(xs, dict) or not xs:
         return "xstate ?"
-    feats = xs.get("features") or xs.get("feature_names") or xs.get("components") or []
-    if isinstance(feats, dict):
-        feats = list(feats)
-    size = xs.get("size_bytes") or xs.get("context_bytes") or xs.get("bytes") or xs.get("size")
+    feats = xs.get("features") or []
+    names = [str(f.get("name", f.get("bit", "?"))) if isinstance(f, dict) else str(f) for f in feats]
+    size = xs.get("total_bytes") or xs.get("size_bytes")
     parts = ["xstate"]
-    if feats:
-        parts.append("|".join(str(f) for f in feats))
+    if names:
+        parts.append("|".join(names))
     if size:
         parts.append(f"{size} B")
+    if xs.get("compacted"):
+        parts.append("(compacted)")
     return " ".join(parts)
 
 
 class DashboardHeader(Static):
-    """Two lines (more when a large terminal lets the modes wrap)."""
+    """Three cropped lines: identity, state (rate, lost, recording), capture modes."""
 
     def show(self, meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> None:
         self.update(render_header(meta, snap, status))
