@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ import pytest
 
 import fputrace
 from fputrace.errors import FileFormatError
-from fputrace.events import Kind
 from fputrace.importers import import_file
 
 from .conftest import run_fputrace
@@ -226,22 +226,25 @@ def bpf_programs_on(tracepoint: str) -> str:
         out = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
-    return ", ".join(re.findall(rf"^\d+: tracepoint\s+name (\S*{tracepoint}\S*)", out, re.M))
+    return ", ".join(re.findall(rf"^\d+: (?:raw_)?tracepoint\s+name (\S*{tracepoint}\S*)", out, re.M))
 
 
 @pytest.mark.live
 @pytest.mark.slow
 def test_live_perf_record_import_counts_and_report_totals(tmp_path, need_root, need_perf):
     """Real perf on this kernel: record FPU/scheduler tracepoints around a workload that switches
-    a lot (a pipe ping-pong of two processes), import the perf script text, and find exactly the
+    a lot (a pipe ping-pong of two processes on one CPU), import the perf script text, and find exactly the
     text's XSAVE/XRSTOR counts in the trace and in the model's report."""
     data = tmp_path / "perf.data"
-    workload = ("import os\nr1, w1 = os.pipe(); r2, w2 = os.pipe()\n"
+    # both processes pinned to one CPU: every message is a context switch (SPEC 7 ground truth)
+    workload = ("import os\nos.sched_setaffinity(0, {0})\nr1, w1 = os.pipe(); r2, w2 = os.pipe()\n"
                 "if os.fork() == 0:\n    for _ in range(2000): os.read(r1, 1); os.write(w2, b'x')\n    os._exit(0)\n"
                 "for _ in range(2000): os.write(w1, b'x'); os.read(r2, 1)\nos.wait()\n")
+    holders = bpf_programs_on(r"(sched_switch|x86_fpu)")
     rec = subprocess.run(["perf", "record", "-q", "-o", str(data), "-k", "mono", "-e", "x86_fpu:*",
                           "-e", "sched:sched_switch", "-e", "sched:sched_process_*", "-a", "--",
                           "python3", "-c", workload], capture_output=True, text=True, timeout=120)
+    holders = holders or bpf_programs_on(r"(sched_switch|x86_fpu)")
     if rec.returncode != 0 and "x86_fpu" in rec.stderr:
         pytest.skip(f"x86_fpu tracepoints not available to perf here: {rec.stderr.strip()[:200]}")
     assert rec.returncode == 0, rec.stderr
@@ -255,16 +258,18 @@ def test_live_perf_record_import_counts_and_report_totals(tmp_path, need_root, n
     tr = fputrace.load(out)
     want = text_counts(txt.read_text())
     got = kind_counts(tr)
-    if want["SWITCH"] == 0:
-        holders = bpf_programs_on("sched_switch")
-        if holders:
-            pytest.skip("perf received no sched_switch samples because BPF programs are attached to that "
-                        f"tracepoint ({holders}; e.g. a running fputrace capture): a tracepoint BPF program "
-                        "returning 0 suppresses perf's samples of it")
-    assert want["XSAVE"] >= 2000 and want["XRSTOR"] >= 2000, want     # the ping-pong was seen
+    if want["SWITCH"] == 0 and holders:
+        pytest.skip("perf received no sched_switch samples because BPF programs are attached to the "
+                    f"tracepoints ({holders}; e.g. a running fputrace capture): a tracepoint BPF program "
+                    "returning 0 suppresses perf's samples of it")
     assert (got["XSAVE"], got["XRSTOR"], got["SWITCH"]) == (want["XSAVE"], want["XRSTOR"], want["SWITCH"])
+    if holders:     # some samples were suppressed (see above): the ground-truth bound cannot hold
+        warnings.warn(f"BPF programs on the traced tracepoints during the test ({holders}): "
+                      f"ping-pong lower bound not checked")
+        assert want["XSAVE"] > 0 and want["XRSTOR"] > 0
+    else:           # 2000 round trips on one CPU: at least 2000 switch-outs, saves and restores
+        assert want["XSAVE"] >= 2000 and want["XRSTOR"] >= 2000, want
     assert tr.meta["kernel_release"] and tr.meta["recorded_policy"] == "deferred"
     pytest.importorskip("fputrace.model", reason="fputrace.model (the analysis) is not in this tree")
     totals = tr.report().to_dict()["totals"]
     assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"])
-    assert int(Kind.XSAVE) == 4                                          # the contract the text maps to
