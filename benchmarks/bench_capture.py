@@ -61,9 +61,11 @@ def _consume(opts, seconds: float, flood_cpu: int | None, write_path: str | None
     stop = threading.Event()
     with CaptureSession(opts) as cap:
         writer = None
-        if write_path:
+        if write_path:       # the same path as `fputrace record`: a writer thread behind a queue
+            from fputrace.capture.recorder import _WriterThread
             from fputrace.recording import RecordingWriter
-            writer = RecordingWriter(write_path, cap.meta)
+            raw_writer = RecordingWriter(write_path, cap.meta)
+            writer = _WriterThread(raw_writer)
         cmd = [_flood_binary(), str(seconds)]
         if flood_cpu is not None:
             cmd = ["taskset", "-c", str(flood_cpu)] + cmd
@@ -74,12 +76,13 @@ def _consume(opts, seconds: float, flood_cpu: int | None, write_path: str | None
         for batch in cap.batches(stop):
             n += len(batch)
             if writer is not None:
-                writer.write(batch)
+                writer.put(batch)
             if flood.poll() is not None:
                 stop.set()
         dt = time.monotonic() - t0
         if writer is not None:
-            writer.close()
+            writer.finish()
+            raw_writer.close()
         st = cap.stats
         cnt = cap.bpf_counters()
     events = st["events"] - ev0
@@ -103,13 +106,13 @@ def bench_throughput(args) -> None:
               f"({'zero loss' if ok else 'LOSS'})", flush=True)
         if ok and (best is None or r["rate"] > best):
             best = r["rate"]
-    if args.write:
-        opts = CaptureOptions(mode="tracepoint", synthetic=args.k[-1], calibrate_s=0.1)
+    for k in (args.k if args.write else []):
+        opts = CaptureOptions(mode="tracepoint", synthetic=k, calibrate_s=0.1)
         with tempfile.TemporaryDirectory() as d:
             r = _consume(opts, args.seconds, flood_cpu, write_path=f"{d}/t.fpt")
             size = os.path.getsize(f"{d}/t.fpt")
-        print(f"throughput+file: synthetic={args.k[-1]} {r['rate']:,.0f} events/s written  lost={r['lost']:,} "
-              f"{size / max(1, r['events']):.2f} bytes/event", flush=True)
+        print(f"throughput+file: synthetic={k:<3d} {r['rate']:>12,.0f} events/s written  lost={r['lost']:,} "
+              f"({'zero loss' if r['lost'] == 0 else 'LOSS'})", flush=True)
     print(f"throughput: best zero-loss rate {best or 0:,.0f} events/s (one consumer core, default ring)")
 
 

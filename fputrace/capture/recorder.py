@@ -18,6 +18,43 @@ from ..errors import CaptureError, UsageError
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
+WRITE_QUEUE_BATCHES = 256        # beyond this the consumer waits and the ring absorbs (or LOSTs)
+
+
+class _WriterThread:
+    """Encoding and compressing a batch takes about as long as reading it from the ring: on its
+    own thread (pyarrow releases the GIL while compressing) the ring keeps draining meanwhile."""
+
+    def __init__(self, writer):
+        import queue
+        self.writer = writer
+        self.queue: "queue.Queue" = queue.Queue(WRITE_QUEUE_BATCHES)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="fputrace-record-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            if self.error is None:
+                try:
+                    self.writer.write(batch)
+                except BaseException as err:      # surfaced by put()/finish() in the main thread
+                    self.error = err
+
+    def put(self, batch) -> None:
+        if self.error is not None:
+            raise self.error
+        if len(batch):
+            self.queue.put(batch)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _check_output(path: str) -> None:
@@ -60,6 +97,7 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
             writer = RecordingWriter(path, meta)
+            wthread = _WriterThread(writer)
             try:
                 if not quiet:
                     print(f"Tracing FPU save/restore (mode: {cap.plan.effective_mode})... "
@@ -69,7 +107,7 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                 last_status = 0.0
                 lost_reported = {}
                 for batch in cap.batches(stop):
-                    writer.write(batch)
+                    wthread.put(batch)
                     if cap.meta.get("lost_per_cpu") != lost_reported:
                         lost_reported = dict(cap.meta["lost_per_cpu"])
                         writer.update_meta(lost_per_cpu=lost_reported)
@@ -84,12 +122,15 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                         sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
                                          f"lost {st['lost']:,}  {_fmt_bytes(writer.bytes_written)}   ")
                         sys.stderr.flush()
+                wthread.finish()
                 st = cap.stats
                 writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
                                    lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
                                    capture_stats={k: v for k, v in st.items() if v is not None},
                                    bpf_counters=cap.bpf_counters())
             finally:
+                if wthread.thread.is_alive():
+                    wthread.finish()
                 writer.close()
         if status_tty:
             sys.stderr.write("\n")
