@@ -215,3 +215,13 @@ def test_a_file_cut_inside_its_last_batch_keeps_the_complete_ones_and_says_so(tm
         cut_path.write_bytes(data[:cut])
         assert open_recording(cut_path).meta["truncated"] is False
         assert np.array_equal(read_back(cut_path), ev)
+
+
+def test_meta_with_numpy_values_is_stored_as_plain_json(tmp_path):
+    path = tmp_path / "r.fpt"
+    with RecordingWriter(path, {"nr_cpus": np.int64(2), "mask": np.uint64(0x207)}) as w:
+        w.update_meta(lost_per_cpu={0: np.int64(3)}, cpus=np.arange(2), flags={"a"})
+        with pytest.raises(TypeError, match="cannot be stored as JSON"):
+            w.update_meta(bad=object())
+    m = open_recording(path).meta
+    assert (m["nr_cpus"], m["mask"], m["lost_per_cpu"], m["cpus"], m["flags"]) == (2, 0x207, {"0": 3}, [0, 1], ["a"])

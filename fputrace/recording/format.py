@@ -64,8 +64,24 @@ SCHEMA_FIELDS = [
 ]
 
 
+def _json_default(value):
+    # producers hand over numpy scalars and arrays (counts, masks); store them as plain JSON
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"meta value {value!r} ({type(value).__name__}) cannot be stored as JSON")
+
+
+def meta_json(meta: dict) -> str:
+    """JSON of a meta dict (header or update); TypeError for values JSON cannot hold."""
+    return json.dumps(meta, sort_keys=True, default=_json_default)
+
+
 def make_schema(meta: dict) -> pa.Schema:
-    return pa.schema(SCHEMA_FIELDS, metadata={SCHEMA_META_KEY: json.dumps(meta, sort_keys=True)})
+    return pa.schema(SCHEMA_FIELDS, metadata={SCHEMA_META_KEY: meta_json(meta)})
 
 
 def header_meta(meta: dict) -> dict:

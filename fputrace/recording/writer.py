@@ -7,7 +7,6 @@ the last message short, never corrupt an earlier one, and the reader detects and
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -66,12 +65,12 @@ class RecordingWriter:
         self._lock = threading.RLock()
         self._closed = False
         self._background_error: FputraceError | None = None
+        self._schema = fmt.make_schema(self.meta)   # a bad meta fails before the file exists
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.fchmod(self._fd, 0o600)   # an existing file keeps its mode through O_TRUNC
         except OSError as err:
             raise FputraceError(f"{self.path}: cannot create recording: {err.strerror}") from None
-        self._schema = fmt.make_schema(self.meta)
         self._sink = _Collector()
         options = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", compression_level=ZSTD_LEVEL),
                                          use_threads=False)
@@ -117,7 +116,7 @@ class RecordingWriter:
 
     def update_meta(self, **changes) -> None:
         """Merge ``changes`` into the meta; persisted with the next flush (at most a second away)."""
-        json.dumps(changes)                # fail now, in the caller, if it is not JSON-able
+        fmt.meta_json(changes)             # fail now, in the caller, if it is not JSON-able
         with self._lock:
             self._check_open()
             self._pending_meta.update(changes)
@@ -198,7 +197,7 @@ class RecordingWriter:
             rb, base, crc = fmt.encode(run, self._schema)
             custom = {fmt.BATCH_BASE_KEY: str(base).encode(), fmt.BATCH_CRC_KEY: str(crc).encode()}
             if i == len(runs) - 1 and self._pending_meta:
-                custom[fmt.BATCH_META_KEY] = json.dumps(self._pending_meta, sort_keys=True).encode()
+                custom[fmt.BATCH_META_KEY] = fmt.meta_json(self._pending_meta).encode()
             self._ipc.write_batch(rb, custom_metadata=custom)
         self._pending_meta = {}
         self._emit()
