@@ -273,3 +273,32 @@ def test_live_perf_record_import_counts_and_report_totals(tmp_path, need_root, n
     pytest.importorskip("fputrace.model", reason="fputrace.model (the analysis) is not in this tree")
     totals = tr.report().to_dict()["totals"]
     assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"])
+
+
+def test_old_kernel_formats(tmp_path):
+    """4.19: x86_fpu events have no load field (eager kernels always save in fpu__save/fpu__copy);
+    a fork line without child_comm (newer kernels) still gives the child its parent's name."""
+    fpu = "x86/fpu: 0xffff888100dce080 initialized: 1 xfeatures: 7 xcomp_bv: 0"
+    text = "# os release : 4.19.0-27-amd64\n" + "".join([
+        line("a", 5, 5, 0, "1.000000100", "x86_fpu:x86_fpu_before_save", fpu),
+        line("a", 5, 5, 0, "1.000000200", "x86_fpu:x86_fpu_after_save", fpu),
+        line("a", 5, 5, 0, "1.000000300", "sched:sched_process_fork", "comm=a pid=5 child_pid=6"),
+        line("a", 5, 5, 0, "1.000000400", "x86_fpu:x86_fpu_copy_dst", fpu),
+        line("a", 5, 5, 0, "1.000000500", "x86_fpu:x86_fpu_init_state", fpu),
+    ])
+    src = tmp_path / "old.txt"
+    src.write_text(text)
+    tr = imported(tmp_path, src)
+    assert [(r.kind, int(r.a1)) for r in tr.events.itertuples()] == [("XSAVE", 3), ("FORK", 6), ("XSAVE", 4)]
+    assert tr.meta["recorded_policy"] == "eager"
+    assert tr.meta["ignored_events"] == {"x86_fpu:x86_fpu_after_save": 1, "x86_fpu:x86_fpu_init_state": 1}
+    assert any("upper bound" in n for n in tr.meta["import_notes"])
+    assert tr.tasks.set_index("tid").loc[6, "comm"] == "a"
+
+
+def test_output_must_not_be_the_input(tmp_path):
+    src = tmp_path / "same.txt"
+    src.write_text(NS.read_text())
+    with pytest.raises(FileFormatError, match="the output is the input file"):
+        import_file(str(src), str(src))
+    assert src.read_text() == NS.read_text()

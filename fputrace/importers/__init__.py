@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import sys
 from typing import Iterator
 
@@ -114,6 +115,8 @@ def import_file(src: str, out: str, fmt: str = "auto", **options) -> tuple[dict,
     from . import csv_events, perf_script
     if fmt not in FORMATS:
         raise FileFormatError(f"unknown import format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if src != "-" and os.path.exists(out) and os.path.exists(src) and os.path.samefile(src, out):
+        raise FileFormatError(f"{out}: the output is the input file; choose another -o")
     with open_source(src) as stream:
         lines: Iterator[str] = iter(stream)
         if fmt == "auto":

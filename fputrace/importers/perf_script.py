@@ -55,7 +55,7 @@ LOAD = re.compile(r"load: (\d+)")
 XCOMP = re.compile(r"xcomp_bv: ([0-9a-fA-F]+)")
 SWITCH = re.compile(r"prev_comm=(?P<pc>.*?) prev_pid=(?P<pp>-?\d+) prev_prio=-?\d+ prev_state=(?P<ps>\S+)"
                     r" ==> next_comm=(?P<nc>.*?) next_pid=(?P<np>-?\d+) next_prio=-?\d+")
-FORK = re.compile(r"comm=(?P<pc>.*?) pid=(?P<pp>\d+) child_comm=(?P<cc>.*?) child_pid=(?P<cp>\d+)")
+FORK = re.compile(r"comm=(?P<pc>.*?) pid=(?P<pp>\d+)(?: child_comm=(?P<cc>.*?))? child_pid=(?P<cp>\d+)")
 PID_FIELD = re.compile(r"\bpid=(\d+)")
 LOST = re.compile(r"lost (\d+)")
 PLACEHOLDER_COMM = re.compile(r"^:-?\d+$")      # perf's name for a thread whose comm it never saw
@@ -267,7 +267,7 @@ class PerfScriptImporter:
                 self.kthread_children.add(child)
             self.forks.append(len(self.rows))
             add(ts, cpu, parent, self.tgid_of.get(parent, parent), K_FORK, 0, child, 0)
-            self._task(ts, child, None, f.group("cc"))
+            self._task(ts, child, None, f.group("cc") or f.group("pc"))
         elif event in ("sched:sched_process_exec", "sched:sched_process_exit"):
             p = PID_FIELD.search(trace)
             who = int(p.group(1)) if p else tid
