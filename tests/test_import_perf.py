@@ -70,8 +70,11 @@ def test_report_totals_equal_the_tracepoint_counts_in_the_text(tmp_path):
     pytest.importorskip("fputrace.model", reason="fputrace.model (the analysis) is not in this tree")
     tr = imported(tmp_path, NS)
     want = text_counts(NS.read_text())
-    totals = tr.report().to_dict()["totals"]
-    assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"])
+    report = tr.report().to_dict()
+    totals = report["totals"]
+    assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"]), (
+        f"the model's totals differ from the perf script text (the imported events match it); "
+        f"per cause: {report.get('per_cause')}")
 
 
 def test_ns_layout_meta_tasks_and_fields(tmp_path):
@@ -271,8 +274,11 @@ def test_live_perf_record_import_counts_and_report_totals(tmp_path, need_root, n
         assert want["XSAVE"] >= 2000 and want["XRSTOR"] >= 2000, want
     assert tr.meta["kernel_release"] and tr.meta["recorded_policy"] == "deferred"
     pytest.importorskip("fputrace.model", reason="fputrace.model (the analysis) is not in this tree")
-    totals = tr.report().to_dict()["totals"]
-    assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"])
+    report = tr.report().to_dict()
+    totals = report["totals"]
+    assert (totals["xsave"], totals["xrstor"]) == (want["XSAVE"], want["XRSTOR"]), (
+        f"the model's totals differ from the perf script text (the imported events match it); "
+        f"per cause: {report.get('per_cause')}")
 
 
 def test_old_kernel_formats(tmp_path):
