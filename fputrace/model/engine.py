@@ -254,6 +254,23 @@ def unexplained_restore(c, t, PP, PC, PT, T, S, FS):
 
 
 @njit(cache=True)
+def unseen_kfpu_save(c, t, PP, PC, PT, T, S, FS):
+    """A deferred kernel switched ``t`` out without saving although its registers were live: its
+    TIF_NEED_FPU_LOAD was set by a save nobody showed us (kernel FPU use in a syscall that blocked
+    before its end, where tracepoint-mode inference cannot see it). Count that save as inferred."""
+    full = S[S_FULL_MASK]
+    for p in range(S[S_NPOL]):
+        pol_kfpu_begin(p, c, t, PC, PT, T, FS, full)
+        pol_kfpu_end(p, c, t, PP, PC, PT, T, FS, full)
+    T[t, TF_XS + XS_KFPU] += 1
+    T[t, TF_XS_BYTES] += xstate_bytes(T[t, TF_XFEAT], FS, full)
+    T[t, TF_KFPU] += 1
+    T[t, TF_KFPU_INF] += 1
+    S[S_INFERRED] += 1
+    S[S_UNSEEN_SAVES] += 1
+
+
+@njit(cache=True)
 def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
     """Replay the held-back action of CPU ``c`` now that we know whether the kernel saved/restored."""
     pk = C[c, CF_PEND_KIND]
@@ -277,6 +294,9 @@ def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
                     PT[p, a, PF_NEEDLOAD] = 0 if saved != 0 else 1
             elif (deferred_evidence and saved != 0) or S[S_UR_ASSUMED] != 0:
                 apply_user_return(c, a, PP, PC, PT, T, S, FS)
+            elif (deferred_evidence and saved == 0 and S[S_REC_POLICY] >= 0
+                  and PT[S[S_REC_POLICY], a, PF_NEEDLOAD] == 0 and C[c, CF_PEND_NEW] == 0):
+                unseen_kfpu_save(c, a, PP, PC, PT, T, S, FS)
         for p in range(npol):
             pol_switch(p, c, a, b, PP, PC, PT, T, FS, full)
         if a >= 0 and T[a, TF_DEAD] == 1:
@@ -300,7 +320,22 @@ def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
 
 
 @njit(cache=True)
-def hold(c, kind, a, b, inferred, is_new, C):
+def flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS):
+    """Task ``t`` shows up on CPU ``c``: an action still held back for it on another CPU must be
+    replayed first (its own save/restore would have come before the task could run here)."""
+    o = T[t, TF_PEND_CPU] - 1
+    if o < 0 or o == c:
+        return
+    if C[o, CF_PEND_KIND] != 0 and (C[o, CF_PEND_A] == t or C[o, CF_PEND_B] == t):
+        flush_pending(o, 0, PP, PC, PT, T, C, S, FS)
+    T[t, TF_PEND_CPU] = 0
+
+
+@njit(cache=True)
+def hold(c, kind, a, b, inferred, is_new, C, T):
+    T[a, TF_PEND_CPU] = c + 1
+    if b >= 0:
+        T[b, TF_PEND_CPU] = c + 1
     C[c, CF_PEND_KIND] = kind
     C[c, CF_PEND_A] = a
     C[c, CF_PEND_B] = b
@@ -375,7 +410,13 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
         if C[c, CF_UNKNOWN] != 0:
             T[t, TF_GAP] = 1
 
-        # --- resolve the held-back action of this CPU
+        # --- resolve held-back actions: the task's on other CPUs, then this CPU's
+        if T[t, TF_PEND_CPU] != 0:
+            flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS)
+        if k == K_SWITCH:
+            nx = slot[np.int64(a0[i] & 0xFFFFFFFF)]
+            if nx >= 0 and T[nx, TF_PEND_CPU] != 0:
+                flush_elsewhere(c, nx, PP, PC, PT, T, C, S, FS)
         pk = C[c, CF_PEND_KIND]
         consumed = 0
         if pk != 0:
@@ -383,6 +424,8 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             if pk == K_SWITCH and k == K_XSAVE and t == pa and C[c, CF_PEND_SAVED] == 0:
                 C[c, CF_PEND_SAVED] = 1    # the switch-out save; the switch-in restore may follow
                 consumed = XS_SWITCH
+                if (S[S_REC_DEFERRED] != 0 or S[S_UR_ASSUMED] != 0) and T[t, TF_DEAD] == 0:
+                    apply_user_return(c, t, PP, PC, PT, T, S, FS)   # evidence: before the switch
             elif (pk == K_SWITCH and k == K_XRSTOR and t == C[c, CF_PEND_B]
                   and S[S_REC_DEFERRED] == 0):     # eager kernels restore at switch-in
                 flush_pending(c, 1, PP, PC, PT, T, C, S, FS)
@@ -407,7 +450,7 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             if nxt_new:
                 T[nxt, TF_FIRST_TS] = t_ns
             T[nxt, TF_LAST_TS] = t_ns
-            hold(c, K_SWITCH, t, nxt, 0, is_new, C)
+            hold(c, K_SWITCH, t, nxt, 0, is_new, C, T)
             if T[t, TF_DEAD] == 0:
                 T[t, TF_STATE] = ST_SLEEPING
             else:
@@ -419,7 +462,9 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
                 for p in range(npol):     # first sight of a task being switched in
                     PT[p, nxt, PF_NEEDLOAD] = 1
         elif k == K_KFPU_BEGIN:
-            hold(c, K_KFPU_BEGIN, t, 0, inferred, is_new, C)
+            if S[S_UR_ASSUMED] != 0:      # (before its registers are taken: see set_owner)
+                apply_user_return(c, t, PP, PC, PT, T, S, FS)
+            hold(c, K_KFPU_BEGIN, t, -1, inferred, is_new, C, T)
             C[c, CF_KFPU_OPEN] = 1
             C[c, CF_KFPU_TS] = t_ns
             C[c, CF_KFPU_CALLER] = caller_idx[i]
@@ -431,7 +476,7 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             set_owner(c, OWN_KERNEL, t_ns, C, T, OTS, OOWN, OHEAD)
             C[c, CF_UNKNOWN] = 0
         elif k == K_KFPU_END:
-            hold(c, K_KFPU_END, t, 0, inferred, is_new, C)
+            hold(c, K_KFPU_END, t, -1, inferred, is_new, C, T)
             ci = caller_idx[i]
             if C[c, CF_KFPU_OPEN] != 0:
                 if ci < 0:
@@ -467,7 +512,7 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
                 set_owner(c, OWN_NONE, t_ns, C, T, OTS, OOWN, OHEAD)
         elif k == K_USER_RETURN:
             S[S_HAS_UR_EVENTS] = 1
-            hold(c, K_USER_RETURN, t, 0, inferred, is_new, C)
+            hold(c, K_USER_RETURN, t, -1, inferred, is_new, C, T)
             C[c, CF_CUR] = t
         elif k == K_XSAVE:
             xf = np.int64(a0[i] & MASK63)
@@ -488,8 +533,8 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             T[t, TF_XS_BYTES] += nbytes
             C[c, CF_XSAVE] += 1
             bump_rate(c, t_ns, 0, RATE, RSEC)
-            if T[t, TF_PENDING] != 0:
-                T[t, TF_AVOID] += 1
+            if T[t, TF_PENDING] != 0 and (cause == XS_SWITCH or cause == XS_KFPU):
+                T[t, TF_AVOID] += 1        # (a fork/signal copy keeps the registers: not wasted)
                 T[t, TF_PENDING] = 0
             if C[c, CF_OWNER] == OWN_UNKNOWN and consumed == XS_SWITCH:
                 set_owner(c, t, t_ns, C, T, OTS, OOWN, OHEAD)   # its state was in the registers

@@ -15,8 +15,8 @@ NCAUSE = 8                       # room for XsaveCause / XrstorCause values 0..7
 # --- per task: T[task, TF_*] ---
 (TF_TID, TF_TGID, TF_KTHREAD, TF_DEAD, TF_GEN, TF_XFEAT, TF_GAP, TF_KFPU, TF_KFPU_INF, TF_KFPU_NS,
  TF_KFPU_MAX_NS, TF_AVOID, TF_PENDING, TF_STATE, TF_OWNER_CPU, TF_LAST_CPU, TF_XS_BYTES,
- TF_XR_BYTES, TF_FIRST_TS, TF_LAST_TS) = range(20)
-TF_XS = 20                       # TF_XS + XsaveCause: measured XSAVE count per cause
+ TF_XR_BYTES, TF_FIRST_TS, TF_LAST_TS, TF_PEND_CPU) = range(21)
+TF_XS = 21                       # TF_XS + XsaveCause: measured XSAVE count per cause
 TF_XR = TF_XS + NCAUSE           # TF_XR + XrstorCause: measured XRSTOR count per cause
 NTF = TF_XR + NCAUSE
 
@@ -37,8 +37,8 @@ NCF = 21
 # --- scalars: S[S_*] ---
 (S_NTASKS, S_NEVENTS, S_LOST, S_UNEXPLAINED, S_HAS_UR_EVENTS, S_REC_DEFERRED, S_UR_ASSUMED,
  S_REC_POLICY, S_FIRST_TS, S_LAST_TS, S_INFERRED, S_GAP, S_NCALLERS, S_FULL_MASK, S_NPOL,
- S_KFPU_UNTIMED) = range(16)
-NS = 16
+ S_KFPU_UNTIMED, S_UNSEEN_SAVES) = range(17)
+NS = 17
 
 # --- per caller: CA[caller, CA_*] (+ power-of-two histogram) ---
 CA_SECTIONS, CA_TOTAL_NS, CA_MAX_NS, CA_INFERRED = range(4)
