@@ -9,6 +9,14 @@ Header: the schema's metadata holds one JSON object under the key ``fputrace`` w
 ``format`` = "fputrace-recording", ``format_version`` (int), ``fputrace_version``; the recorder adds
 the rest (kernel release, modes per logical event, CPU model, xstate layout, clock, host, start...).
 
+Well-known meta keys (a reader must not require more than the three above):
+  source ("record" | "perf-script" | "csv"), host, kernel_release, cpu_model, nr_cpus, clock,
+  start_ns, end_ns, recorded_policy ("eager" | "deferred"), capture_mode, modes {logical event:
+  {attach, exact, refused, note}}, lost_per_cpu {cpu: n}, symbols {address: name}, xstate, ...
+  (fputrace/capture/session.py and fputrace/importers/ document what each producer writes).
+  The writer adds ``closed`` and ``events`` when it closes the file, ``late_events`` if needed;
+  the reader adds ``truncated`` (bool) and ``truncated_reason``.
+
 Each record batch carries custom metadata:
   ``fputrace.base_ts_ns``  absolute timestamp the batch's first delta is relative to (decimal)
   ``fputrace.crc32``       CRC-32 of the batch's uncompressed column data, in column order
