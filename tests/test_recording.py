@@ -225,3 +225,20 @@ def test_meta_with_numpy_values_is_stored_as_plain_json(tmp_path):
             w.update_meta(bad=object())
     m = open_recording(path).meta
     assert (m["nr_cpus"], m["mask"], m["lost_per_cpu"], m["cpus"], m["flags"]) == (2, 0x207, {"0": 3}, [0, 1], ["a"])
+
+
+def test_a_producer_error_inside_the_with_block_marks_the_file_incomplete(tmp_path, capsys):
+    path = tmp_path / "r.fpt"
+    with pytest.raises(RuntimeError):
+        with RecordingWriter(path, {}) as w:
+            w.write(make_events(10))
+            raise RuntimeError("ring buffer gone")
+    rec = open_recording(path)
+    assert rec.num_events == 10 and rec.meta["truncated"] is True
+    assert "stopped on an error (RuntimeError: ring buffer gone)" in rec.meta["truncated_reason"]
+    assert "incomplete recording" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):                  # Ctrl-C is the normal way to stop
+        with RecordingWriter(path, {}) as w:
+            w.write(make_events(10))
+            raise KeyboardInterrupt
+    assert open_recording(path).meta["truncated"] is False

@@ -114,6 +114,8 @@ class Recording:
         elif not closed:
             reason = (f"the recorder did not close the file (killed, or still recording?): "
                       f"events after the last flush are missing, {self.num_events} events kept")
+        elif self.meta.get("aborted"):
+            reason = f"the recorder stopped on an error ({self.meta['aborted']}): the recording ends early"
         self.meta["truncated"] = reason is not None
         if reason:
             self.meta["truncated_reason"] = reason

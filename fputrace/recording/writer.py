@@ -146,7 +146,13 @@ class RecordingWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt) and not self._closed:
+            # the producer failed: the file must not claim to be a whole recording
+            try:
+                self.update_meta(aborted=f"{exc_type.__name__}: {exc}")
+            except (TypeError, ValueError):
+                pass
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
