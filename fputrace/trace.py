@@ -31,10 +31,11 @@ _TASK_TABLE_KINDS = (Kind.COMM, Kind.TASK)
 SORT_CHUNK_EVENTS = 1 << 20
 
 
-def load(path) -> "Trace":
+def load(path, *, warn: bool = True) -> "Trace":
     """Open and validate ``path`` (raises ``FileFormatError`` with one line naming the file);
-    warns on stderr when the recording is incomplete."""
-    return Trace(path)
+    warns on stderr when the recording is incomplete (``warn=False`` for full-screen views, which
+    should show ``meta["truncated_reason"]`` themselves)."""
+    return Trace(path, warn=warn)
 
 
 class Trace:
