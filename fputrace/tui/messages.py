@@ -26,6 +26,7 @@ class SourceStatus:
     duration_ns: int = 0           # replay: trace length
     speed: float = 1.0             # replay speed factor
     finished: bool = False         # replay reached the end of the file
+    trace_start_ns: int = 0        # timestamp of the first event (strips are blank before it)
 
 
 @dataclass

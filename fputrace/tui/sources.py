@@ -145,6 +145,7 @@ class LiveSource(Source):
         self.ledger = DropLedger()
         self.captured_events = 0
         self.fed_events = 0
+        self.first_ts_ns = 0
         self._stop = threading.Event()
         self._writer_factory = writer_factory or _default_writer_factory
         self._writer = None
@@ -187,6 +188,8 @@ class LiveSource(Source):
                 except queue.Empty:
                     batch = None
                 while batch is not None:      # drain what is there, then look at the clock
+                    if not self.first_ts_ns:
+                        self.first_ts_ns = int(batch["ts_ns"][0])
                     model.feed(batch)
                     self.fed_events += len(batch)
                     if self._writer is not None:
@@ -217,7 +220,8 @@ class LiveSource(Source):
         return SourceStatus(live=True, paused=self.paused, events_per_s=events_per_s,
                             recording_path=self._recording_path,
                             recorded_events=self._recorded_events,
-                            dropped_batches=self.ledger.dropped_batches)
+                            dropped_batches=self.ledger.dropped_batches,
+                            trace_start_ns=self.first_ts_ns)
 
     def _handle_commands(self, model, post) -> None:
         for name, arg in self._drain_commands():
@@ -324,7 +328,8 @@ class ReplaySource(Source):
         return SourceStatus(live=False, paused=not self.playing,
                             events_per_s=(self._fed - lo) / span_s,
                             position_ns=self.position_ns, duration_ns=self.duration_ns,
-                            speed=self.speed, finished=self.position_ns >= self.duration_ns)
+                            speed=self.speed, finished=self.position_ns >= self.duration_ns,
+                            trace_start_ns=self.t0_ns)
 
     def _run(self, post, is_cancelled) -> None:
         start = self.duration_ns if self._start_rel_ns is None and not self.playing else \

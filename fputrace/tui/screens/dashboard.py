@@ -42,6 +42,9 @@ class DashboardScreen(Screen):
                                  "Policy estimate")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one(DashboardHeader).show(self.app.source.meta, None, None)
+
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < 120, "narrow")
         self.set_class(event.size.height < 36, "short")
@@ -52,7 +55,8 @@ class DashboardScreen(Screen):
             return
         names = dict(zip(snap.tasks["tid"].tolist(), snap.tasks["comm"].astype(str).tolist())) \
             if len(snap.tasks) else {}
-        await self.query_one(CpuPanel).show(snap, names)
+        await self.query_one(CpuPanel).show(snap, names,
+                                            status.trace_start_ns if status is not None else 0)
         tasks = self.query_one(TasksTable)
         tasks.show(snap.tasks)
         tasks.border_subtitle = f"sort {tasks.sort_key}" + \

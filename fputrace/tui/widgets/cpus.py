@@ -17,7 +17,7 @@ _OWNER_CODE = {TASK: 0, KERNEL: 1, NONE: 2, UNKNOWN: 3}
 
 
 def owner_label(cpu: CpuView) -> Text:
-    t = Text(f"cpu{cpu.cpu:<3}", style="bold")
+    t = Text(f"cpu{cpu.cpu:<3}", style="bold", no_wrap=True, overflow="ellipsis")
     if cpu.owner == TASK:
         t.append(f"{cpu.comm or '?'}", style=fmt.task_style(cpu.tid))
         t.append(f":{cpu.tid}", style="dim")
@@ -30,8 +30,11 @@ def owner_label(cpu: CpuView) -> Text:
     return t
 
 
+BEFORE = "BEFORE"          # cells before the trace started: drawn blank, not as unknown
+
+
 def strip_cells(strip: tuple[OwnerInterval, ...], end_ns: int, window_ns: int,
-                width: int) -> list[tuple[str, int]]:
+                width: int, trace_start_ns: int = 0) -> list[tuple[str, int]]:
     """The owner (kind, tid) covering most of each of ``width`` equal cells of the window.
 
     Sampled (SAMPLES_PER_CELL points per cell), so a strip of 100k intervals costs the same as one
@@ -51,7 +54,9 @@ def strip_cells(strip: tuple[OwnerInterval, ...], end_ns: int, window_ns: int,
     ok = (idx >= 0) & (t < ends[np.clip(idx, 0, None)])
     keys = np.where(ok, codes[np.clip(idx, 0, None)] * (1 << 32) + tids[np.clip(idx, 0, None)],
                     3 << 32).reshape(width, SAMPLES_PER_CELL)
+    keys = np.where((t < trace_start_ns).reshape(width, SAMPLES_PER_CELL), 4 << 32, keys)
     inv = {v: k for k, v in _OWNER_CODE.items()}
+    inv[4] = BEFORE
     out = []
     for row in keys:
         vals, counts = np.unique(row, return_counts=True)
@@ -69,6 +74,8 @@ def render_strip(cells: list[tuple[str, int]]) -> Text:
             t.append("▓", style=fmt.KERNEL_STYLE)
         elif owner == NONE:
             t.append("·", style=fmt.NONE_STYLE)
+        elif owner == BEFORE:
+            t.append(" ")
         else:
             t.append("?", style=fmt.UNKNOWN_STYLE)
     return t
@@ -81,16 +88,17 @@ class OwnerStrip(Widget):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._data: tuple[tuple[OwnerInterval, ...], int, int] | None = None
+        self._data: tuple | None = None
 
-    def set_strip(self, strip, end_ns: int, window_ns: int) -> None:
-        self._data = (strip, end_ns, window_ns)
+    def set_strip(self, strip, end_ns: int, window_ns: int, trace_start_ns: int = 0) -> None:
+        self._data = (strip, end_ns, window_ns, trace_start_ns)
         self.refresh()
 
     def render(self) -> Text:
         if self._data is None:
             return Text("")
-        return render_strip(strip_cells(*self._data, max(1, self.size.width)))
+        strip, end_ns, window_ns, start_ns = self._data
+        return render_strip(strip_cells(strip, end_ns, window_ns, max(1, self.size.width), start_ns))
 
 
 class CpuRow(Horizontal):
@@ -105,9 +113,9 @@ class CpuRow(Horizontal):
         yield Sparkline([], classes="spark-xrstor")
         yield Static(classes="cpu-rates")
 
-    def show(self, view: CpuView, end_ns: int, window_ns: int) -> None:
+    def show(self, view: CpuView, end_ns: int, window_ns: int, trace_start_ns: int = 0) -> None:
         self.query_one(".cpu-owner", Static).update(owner_label(view))
-        self.query_one(OwnerStrip).set_strip(view.strip, end_ns, window_ns)
+        self.query_one(OwnerStrip).set_strip(view.strip, end_ns, window_ns, trace_start_ns)
         self.query_one(".spark-xsave", Sparkline).data = list(view.xsave_per_s) or [0.0]
         self.query_one(".spark-xrstor", Sparkline).data = list(view.xrstor_per_s) or [0.0]
         xs = view.xsave_per_s[-1] if view.xsave_per_s else 0
@@ -123,7 +131,7 @@ class CpuPanel(VerticalScroll):
         yield Static(id="cpu-columns", classes="cpu-columns")
         yield Static(id="cpu-legend", classes="cpu-legend")
 
-    async def show(self, snap, task_names: dict[int, str]) -> None:
+    async def show(self, snap, task_names: dict[int, str], trace_start_ns: int = 0) -> None:
         have = {row.cpu: row for row in self.query(CpuRow)}
         new = [CpuRow(v.cpu) for v in snap.cpus if v.cpu not in have]
         if new:
@@ -135,7 +143,7 @@ class CpuPanel(VerticalScroll):
         seen: dict[int, int] = {}            # tid -> ns shown in the strips (for the legend)
         lo_ns = snap.now_ns - snap.window_ns
         for view in snap.cpus:
-            have[view.cpu].show(view, snap.now_ns, snap.window_ns)
+            have[view.cpu].show(view, snap.now_ns, snap.window_ns, trace_start_ns)
             for iv in view.strip:
                 if iv.owner == TASK:
                     shown = min(iv.end_ns, snap.now_ns) - max(iv.start_ns, lo_ns)

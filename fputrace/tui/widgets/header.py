@@ -99,6 +99,9 @@ def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None
                 state.append(" numbers cross a gap ", style="bold red")
         else:
             state.append("lost 0", style="green")
+    if snap is None:
+        state.append("  analysing… (the model is compiled on first use: up to a minute)",
+                     style="italic")
     if status is not None and status.dropped_batches:
         state.append(f"  UI DROPPED {status.dropped_batches} BATCHES ", style="bold white on red")
     if status is not None and status.live:
@@ -110,4 +113,6 @@ def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None
             state.append("not recording", style="dim")
     modes = _modes_text(meta)
     modes.no_wrap, modes.overflow = True, "ellipsis"
-    return Text("\n").join([top, state, modes])
+    out = Text("\n").join([top, state, modes])
+    out.no_wrap, out.overflow = True, "ellipsis"
+    return out

@@ -58,6 +58,14 @@ def render_histogram(hist: pd.DataFrame, bar_width: int) -> Text:
     return Text("\n").join(lines)
 
 
+def no_callers(hist: pd.DataFrame) -> Text:
+    sections = int(hist["count"].sum()) if hist is not None and len(hist) else 0
+    if sections:
+        return Text(f"{sections:,} sections; callers not observable in this capture mode "
+                    "(inferred from syscalls)", style="yellow")
+    return Text("no kernel FPU sections yet", style="dim")
+
+
 class KfpuPanel(VerticalScroll):
     def compose(self):
         yield Static(id="kfpu-callers")
@@ -66,7 +74,8 @@ class KfpuPanel(VerticalScroll):
     def show(self, callers: pd.DataFrame, hist: pd.DataFrame) -> None:
         self._data = (callers, hist)
         width = self.content_size.width or 40
-        self.query_one("#kfpu-callers", Static).update(render_callers(callers, width))
+        self.query_one("#kfpu-callers", Static).update(
+            render_callers(callers, width) if len(callers) else no_callers(hist))
         self.query_one("#kfpu-hist", Static).update(render_histogram(hist, width - 16))
 
     def on_resize(self) -> None:

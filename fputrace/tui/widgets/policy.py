@@ -12,7 +12,7 @@ from . import fmt
 def render_policies(snap: Snapshot) -> Table:
     table = Table(box=None, expand=True, padding=(0, 1), collapse_padding=True, pad_edge=False,
                   header_style="bold")
-    table.add_column("POLICY", no_wrap=True)
+    table.add_column("POLICY", no_wrap=True, overflow="ellipsis", max_width=10)
     for name in ("XSAVE", "XRSTOR", "AVOID", "BYTES", "CYCLES"):
         table.add_column(name, justify="right", no_wrap=True)
     for p in snap.policies:
@@ -21,13 +21,13 @@ def render_policies(snap: Snapshot) -> Table:
                       fmt.count(p.xsave), fmt.count(p.xrstor),
                       Text(fmt.count(p.avoidable_xrstor),
                            style="bold red" if p.avoidable_xrstor else ""),
-                      fmt.size_bytes(p.bytes).replace(" ", ""), fmt.count(p.cycles))
+                      fmt.count(p.bytes) + "B", fmt.count(p.cycles))
     by_name = {p.name: p for p in snap.policies}
     eager, deferred = by_name.get("eager"), by_name.get("deferred")
     if eager is not None and deferred is not None:
         table.add_row(Text("saved", style="green"), fmt.count(eager.xsave - deferred.xsave),
                       Text(fmt.count(eager.xrstor - deferred.xrstor), style="bold green"), "",
-                      fmt.size_bytes(eager.bytes - deferred.bytes).replace(" ", ""),
+                      fmt.count(eager.bytes - deferred.bytes) + "B",
                       fmt.count(eager.cycles - deferred.cycles))
     return table
 
@@ -39,7 +39,7 @@ def render_footnote(snap: Snapshot) -> Text:
     eager, deferred = by_name.get("eager"), by_name.get("deferred")
     if eager is not None and deferred is not None and eager.xrstor:
         pct = 100.0 * (eager.xrstor - deferred.xrstor) / eager.xrstor
-        t.append(f"deferred avoids {pct:.0f}% of eager XRSTORs  ", style="green")
+        t.append(f"deferred: {pct:.0f}% fewer XRSTOR  ", style="green")
     t.append("*recorded  self-check ", style="dim")
     t.append(f"{100 * snap.self_check:.1f}%", style="bold green" if ok else "bold red")
     t.append(f"  costs: {snap.cost_model}", style="dim")
