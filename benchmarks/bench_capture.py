@@ -197,11 +197,12 @@ def bench_size(args) -> None:
     with tempfile.TemporaryDirectory() as d:
         out = f"{d}/s.fpt"
         load = subprocess.Popen(["perf", "bench", "sched", "pipe", "-l", "100000000"],
-                                stdout=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)   # its worker is a separate process
         try:
             subprocess.run([*FPUTRACE, "record", "-q", "-o", out, "--duration", f"{args.seconds}s"], check=True)
         finally:
-            load.terminate()
+            os.killpg(load.pid, 15)
             load.wait()
         import fputrace
         tr = fputrace.load(out)

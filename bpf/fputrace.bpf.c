@@ -16,7 +16,6 @@
  * this compiles against any x86-64 header tree.
  */
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
 #include "fputrace.h"
 
 #ifndef FPT_RINGBUF_PAGES
