@@ -33,13 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UsageError
-    from ..tui.sources import SourceConfig
+    from ..errors import CaptureError, UsageError
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise UsageError("the dashboard needs a terminal; for text output use "
                          "`fputrace record` and `fputrace report FILE`")
     if args.window <= 0 or args.speed <= 0:
         raise UsageError("--window and --speed must be positive")
+    if not args.file and os.geteuid() != 0:     # before any heavy import: say it at once
+        raise CaptureError(f"the live dashboard needs root (BPF): run `sudo fputrace`; or {NO_LIVE_HINT}")
+    from ..tui.sources import SourceConfig
     config = SourceConfig(window_ns=int(args.window * 1e9))
     source = replay_source(args.file, config, args.at, args.paused, args.speed) if args.file \
         else live_source(config, args.mode)
@@ -60,8 +62,6 @@ def replay_source(path: str, config, at: str | None, paused: bool, speed: float)
 def live_source(config, mode: str):
     """Attach the probes before the dashboard starts: any reason it cannot work is one line."""
     from ..errors import CaptureError
-    if os.geteuid() != 0:
-        raise CaptureError(f"the live dashboard needs root (BPF): run `sudo fputrace`; or {NO_LIVE_HINT}")
     try:
         from ..tui.live import open_live_producer
         producer = open_live_producer(mode)

@@ -19,6 +19,8 @@ from ..widgets.policy import PolicyPanel
 from ..widgets.tasks import TasksTable
 
 
+NARROW_BELOW_COLUMNS = 140     # side-by-side panels need this much to leave the CPU strips room
+
 
 def _panel(widget, title: str):
     widget.add_class("panel")
@@ -46,7 +48,7 @@ class DashboardScreen(Screen):
         self.query_one(DashboardHeader).show(self.app.source.meta, None, None)
 
     def on_resize(self, event) -> None:
-        self.set_class(event.size.width < 120, "narrow")
+        self.set_class(event.size.width < NARROW_BELOW_COLUMNS, "narrow")
         self.set_class(event.size.height < 36, "short")
 
     async def show(self, meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> None:
@@ -62,6 +64,7 @@ class DashboardScreen(Screen):
         tasks.border_subtitle = f"sort {tasks.sort_key}" + \
             (f"  filter '{tasks.filter_text}'" if tasks.filter_text else "") + \
             f"  {len(snap.tasks)} tasks"
-        self.query_one(KfpuPanel).show(snap.kfpu_callers, snap.kfpu_hist)
+        self.query_one(KfpuPanel).show(snap.kfpu_callers, snap.kfpu_hist,
+                                       int(snap.tasks["kfpu_sections"].sum()) if len(snap.tasks) else 0)
         for policy in self.query(PolicyPanel):
             policy.show(snap)

@@ -58,11 +58,10 @@ def render_histogram(hist: pd.DataFrame, bar_width: int) -> Text:
     return Text("\n").join(lines)
 
 
-def no_callers(hist: pd.DataFrame) -> Text:
-    sections = int(hist["count"].sum()) if hist is not None and len(hist) else 0
+def no_callers(sections: int) -> Text:
     if sections:
-        return Text(f"{sections:,} sections; callers not observable in this capture mode "
-                    "(inferred from syscalls)", style="yellow")
+        return Text(f"{sections:,} sections, inferred: this capture mode sees neither their "
+                    "callers nor their lengths (fentry or kprobe mode does)", style="yellow")
     return Text("no kernel FPU sections yet", style="dim")
 
 
@@ -71,12 +70,15 @@ class KfpuPanel(VerticalScroll):
         yield Static(id="kfpu-callers")
         yield Static(id="kfpu-hist")
 
-    def show(self, callers: pd.DataFrame, hist: pd.DataFrame) -> None:
-        self._data = (callers, hist)
+    def show(self, callers: pd.DataFrame, hist: pd.DataFrame, sections: int = 0) -> None:
+        """``sections``: all kernel FPU sections of the tasks (inferred ones have no caller)."""
+        self._data = (callers, hist, sections)
         width = self.content_size.width or 40
         self.query_one("#kfpu-callers", Static).update(
-            render_callers(callers, width) if len(callers) else no_callers(hist))
-        self.query_one("#kfpu-hist", Static).update(render_histogram(hist, width - 16))
+            render_callers(callers, width) if len(callers) else no_callers(sections))
+        has_hist = hist is not None and len(hist) and int(hist["count"].sum())
+        self.query_one("#kfpu-hist", Static).update(
+            render_histogram(hist, width - 16) if has_hist else "")
 
     def on_resize(self) -> None:
         if getattr(self, "_data", None) is not None:
