@@ -118,10 +118,17 @@ def find_headers(release: str | None = None) -> Headers:
         ver = flav.name.removeprefix("linux-headers-")
         if flav == common:
             return Headers("fallback", str(flav), f"generic {ver} headers (no exact ones for {release})")
-        try:
-            tree = _merge(flav, common, CACHE_ROOT / ver)
-        except OSError as err:
-            return Headers("none", None, f"cannot build merged header tree for {ver}: {err}")
+        tree, errors = None, []
+        # /var/cache first; a read-only root (the QEMU lab shares the host's) falls back to /tmp
+        import tempfile
+        for root in (CACHE_ROOT, Path(tempfile.gettempdir()) / "fputrace-headers"):
+            try:
+                tree = _merge(flav, common, root / ver)
+                break
+            except OSError as err:
+                errors.append(f"{root}: {err.strerror or err}")
+        if tree is None:
+            return Headers("none", None, f"cannot build merged header tree for {ver}: {'; '.join(errors)}")
         return Headers("fallback", str(tree),
                        f"generic {ver} headers, merged at {tree} (no exact ones for {release})")
     return Headers("none", None, f"no kernel headers for {release}: apt install linux-headers-amd64")
