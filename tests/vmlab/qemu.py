@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import images as images_mod
 from . import initramfs
 from .kernels import CACHE_DIR, Kernel
 
@@ -84,10 +85,27 @@ def new_run_dir(cache_dir: Path = CACHE_DIR) -> Path:
     return Path(tempfile.mkdtemp(prefix="run.", dir=runs))
 
 
-def _wrapper(run_dir: Path, env: dict[str, str]) -> str:
+REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+def default_images(kernel: Kernel, cache_dir: Path = CACHE_DIR) -> list[images_mod.FolderImage]:
+    """The trees the lab reads most: the repo venv's site-packages (pandas, pyarrow, numba) and
+    this kernel's headers (bcc's compile)."""
+    out = []
+    site = sorted((REPO_DIR / ".venv" / "lib").glob("python3*/site-packages"))
+    if site and images_mod.have_mkfs():
+        out.append(images_mod.folder_image(site[-1], "vmlab-venv", cache_dir))
+    src = Path(kernel.headers_dir).parent
+    if images_mod.have_mkfs():
+        out.append(images_mod.folder_image(src, "vmlab-hdr", cache_dir, name=f"hdr-{kernel.release}"))
+    return out
+
+
+def _wrapper(run_dir: Path, env: dict[str, str], mounts: str) -> str:
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return f"""cd {run_dir}
-{{ /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH={GUEST_PATH} VMLAB_RUNDIR={run_dir} {exports} \\
+    return f"""export PATH={GUEST_PATH}
+cd {run_dir}
+{mounts}{{ /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH={GUEST_PATH} VMLAB_RUNDIR={run_dir} {exports} \\
     /bin/bash {run_dir}/cmd.sh </dev/null; echo $? > /run/vmlab.rc; }} 2>&1 | tee {run_dir}/out.log
 cp /run/vmlab.rc {run_dir}/rc; sync
 /bin/busybox poweroff -f
@@ -97,8 +115,10 @@ cp /run/vmlab.rc {run_dir}/rc; sync
 def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem: str = "2G",
         smp: int = 2, accel: str | None = None, run_dir: Path | None = None,
         env: dict[str, str] | None = None, echo: bool = False, cache_dir: Path = CACHE_DIR,
-        extra_append: str = "") -> GuestResult:
-    """Boot ``kernel`` and run ``command`` (argv list, or a shell script string) as root in it."""
+        extra_append: str = "", images: list[images_mod.FolderImage] | None = None) -> GuestResult:
+    """Boot ``kernel`` and run ``command`` (argv list, or a shell script string) as root in it.
+
+    ``images``: folders to serve as read-only disks (default: ``default_images``; [] for none)."""
     if shutil.which(QEMU) is None:
         raise FileNotFoundError(f"{QEMU} not installed (Debian qemu-system-x86; run ./setup.sh)")
     accel = accel or choose_accel()
@@ -107,7 +127,8 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
         (run_dir / stale).unlink(missing_ok=True)
     script = command if isinstance(command, str) else shlex.join(command)
     (run_dir / "cmd.sh").write_text(script + "\n")
-    (run_dir / ".wrap.sh").write_text(_wrapper(run_dir, env or {}))
+    images = default_images(kernel, cache_dir) if images is None else images
+    (run_dir / ".wrap.sh").write_text(_wrapper(run_dir, env or {}, images_mod.guest_mount_script(images)))
     initrd = initramfs.build(kernel, cache_dir)
     append = (f"console=ttyS0 quiet loglevel=3 panic=-1 vmlab.rundir={run_dir} "
               f"vmlab.kmods={kernel.modules_dir} {extra_append}").strip()
@@ -118,7 +139,7 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
             "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
             "-fsdev", f"local,id=rundir,path={run_dir},security_model=none,multidevs=remap",
-            "-device", "virtio-9p-pci,fsdev=rundir,mount_tag=rundir"]
+            "-device", "virtio-9p-pci,fsdev=rundir,mount_tag=rundir", *images_mod.qemu_args(images)]
     console: list[str] = []
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
