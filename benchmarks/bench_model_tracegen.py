@@ -77,6 +77,11 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
             if x < 0 and y < 0:
                 continue
             exiting = x >= 0 and TK[x, TK_KTHREAD] == 0 and np.random.randint(0, 40) == 0
+            if exiting:                   # keep two user tasks alive, or the machine would stall
+                alive = 0
+                for j in range(ntask):
+                    alive += TK[j, TK_ALIVE] * (1 - TK[j, TK_KTHREAD])
+                exiting = alive > 2
             prev_tid = 0 if x < 0 else TK[x, TK_TID]
             next_tid = 0 if y < 0 else TK[y, TK_TID]
             if exiting:
