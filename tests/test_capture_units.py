@@ -74,6 +74,9 @@ def test_tif_decision_picks_the_bit_set_at_fpu_points_and_clear_at_sys_enter():
     assert d["bit"] == 19 and d["verified"] and d["candidates"] == [19]
     d = tif.decide(c, 14)                        # a kernel that moved the bit: trust the live answer
     assert d["bit"] == 19 and d["verified"]
+    old = dict(c, and_deact=other)              # before 6.16: flag clear at the switch save
+    d = tif.decide(old, 19, (6, 12))
+    assert d["bit"] == 19 and d["verified"], "regs_deactivated must not be used before 6.16"
     none = dict(c, n_deact=0, n_act=0)
     d = tif.decide(none, 14)
     assert d["bit"] == 14 and not d["verified"]

@@ -96,7 +96,7 @@ class CaptureSession:
                 from .ringbuf import PerfBufferReader
                 self._reader = PerfBufferReader(bpf)
             self._lost_seen = [0] * feat.possible_cpus
-            tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s)
+            tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s, feat.version)
             if tif_info["bit"] != expected:
                 self._set_tif_bit(tif_info["bit"])
         except BaseException:

@@ -44,11 +44,12 @@ def combine(per_cpu: dict) -> dict:
             "or_enter": or_enter, "n_enter": n_enter}
 
 
-def decide(c: dict, expected: int | None) -> dict:
+def decide(c: dict, expected: int | None, version: tuple[int, int] = (6, 18)) -> dict:
     """-> {bit, expected, verified, candidates, samples, source}"""
     fpu_and = ~0 & (2**64 - 1)
     used = []
-    if c["n_deact"]:
+    # Before 6.16 the outgoing task's flag is set only at its next switch-in, not at the save
+    if c["n_deact"] and version >= (6, 16):
         fpu_and &= c["and_deact"]
         used.append("regs_deactivated")
     if c["n_act"]:
@@ -71,18 +72,51 @@ def decide(c: dict, expected: int | None) -> dict:
 
 
 def provoke_switches(n: int = 10) -> None:
-    """Block briefly a few times: each sleep switches this (FPU-using) task out and back in."""
+    """Two threads of this process ping-pong over pipes on one CPU: every hand-over switches an
+    FPU-using task out (a save) and the other in, which finds the registers owned by someone else
+    and restores on its way back to user mode (regs_activated). A lone sleeper would not do: it
+    comes back to registers nobody touched, and the kernel skips the restore."""
+    import os
+    import threading
+    try:
+        saved = os.sched_getaffinity(0)
+        cpu = min(saved)
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        saved, cpu = None, None
+    a_r, a_w = os.pipe()
+    b_r, b_w = os.pipe()
+
+    def partner():
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        y = 1.0
+        for _ in range(n):
+            os.read(a_r, 1)
+            y *= 1.0000001          # live SSE state in this thread too
+            os.write(b_w, b"b")
+
+    t = threading.Thread(target=partner, daemon=True)
+    t.start()
     x = 1.0
-    for _ in range(n):
-        x *= 1.0000001          # keep this task's SSE registers live
-        time.sleep(0.002)
+    try:
+        for _ in range(n):
+            x *= 1.0000001
+            os.write(a_w, b"a")
+            os.read(b_r, 1)
+        t.join(timeout=5)
+    finally:
+        for fd in (a_r, a_w, b_r, b_w):
+            os.close(fd)
+        if saved is not None:
+            os.sched_setaffinity(0, saved)
 
 
-def calibrate(bpf, expected: int | None, budget_s: float) -> dict:
+def calibrate(bpf, expected: int | None, budget_s: float, version: tuple[int, int] = (6, 18)) -> dict:
     deadline = time.monotonic() + budget_s
     while True:
-        provoke_switches(5)
+        provoke_switches(10)
         c = combine(read_calibration(bpf))
-        enough = (c["n_deact"] + c["n_act"]) >= 16 and c["n_enter"] >= 64
-        if enough or time.monotonic() >= deadline:
-            return decide(c, expected)
+        fpu_samples = c["n_act"] + (c["n_deact"] if version >= (6, 16) else 0)
+        if fpu_samples >= 16 and c["n_enter"] >= 64 or time.monotonic() >= deadline:
+            return decide(c, expected, version)
