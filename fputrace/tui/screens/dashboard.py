@@ -29,6 +29,7 @@ def _panel(widget, title: str):
 
 
 class DashboardScreen(Screen):
+    AUTO_FOCUS = "#tasks"          # arrows and Enter work at once; Tab reaches the others
     def compose(self) -> ComposeResult:
         yield DashboardHeader(id="header")
         with Vertical(id="body"):

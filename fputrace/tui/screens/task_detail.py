@@ -27,25 +27,54 @@ def state_style(state: str) -> tuple[str, str]:
     return "?", fmt.UNKNOWN_STYLE
 
 
+LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def coverage(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Time covered by the (sorted, disjoint) intervals inside each [edges[i], edges[i+1])."""
+    if not len(starts):
+        return np.zeros(len(edges) - 1)
+    cum = np.concatenate([[0], np.cumsum(ends - starts)])
+
+    def covered_before(t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(starts, t, side="right")        # intervals starting before t
+        full = cum[np.maximum(i - 1, 0)] * (i > 0)
+        last = np.maximum(i - 1, 0)
+        partial = np.where(i > 0, np.clip(t - starts[last], 0, ends[last] - starts[last]), 0)
+        return full + partial
+
+    return np.diff(covered_before(edges.astype(np.float64)))
+
+
 def render_timeline(timeline: pd.DataFrame, end_ns: int, window_ns: int, width: int) -> Text:
-    """The state at the middle of each of ``width`` cells over [end - window, end]."""
+    """One cell per window/width: the bar's height is the share of the cell the task's state spent
+    in registers (green) or in a kernel FPU section (red); ░ = saved in memory (between the task's
+    first and last interval), blank = before it was seen. Intervals of microseconds stay visible."""
     t = Text(no_wrap=True, overflow="crop")
     if width <= 0:
         return t
     if timeline is None or not len(timeline):
         return t.append("no state changes in the trace so far", style="dim")
     tl = timeline.sort_values("start_ns")
-    starts = tl["start_ns"].to_numpy(np.int64)
-    ends = tl["end_ns"].to_numpy(np.int64)
-    states = tl["state"].astype(str).to_numpy()
-    mid = end_ns - window_ns + (np.arange(width) + 0.5) * (window_ns / width)
-    idx = np.searchsorted(starts, mid, side="right") - 1
-    for i, m in zip(idx, mid):
-        if i < 0 or m >= ends[i]:
+    starts = tl["start_ns"].to_numpy(np.float64)
+    ends = tl["end_ns"].to_numpy(np.float64)
+    states = tl["state"].astype(str)
+    edges = end_ns - window_ns + np.arange(width + 1) * (window_ns / width)
+    cell_ns = window_ns / width
+    regs = states.str.startswith("regs").to_numpy()
+    kfpu = (states == "kernel-fpu").to_numpy()
+    in_regs = coverage(starts[regs], ends[regs], edges) / cell_ns
+    in_kfpu = coverage(starts[kfpu], ends[kfpu], edges) / cell_ns
+    first, last = starts.min(), ends.max()
+    for i in range(width):
+        if in_kfpu[i] > 0 and in_kfpu[i] >= in_regs[i]:
+            t.append(LEVELS[min(7, int(in_kfpu[i] * 8))], style=fmt.KERNEL_STYLE)
+        elif in_regs[i] > 0:
+            t.append(LEVELS[min(7, int(in_regs[i] * 8))], style="#87d75f")
+        elif edges[i + 1] <= first or edges[i] >= last:
             t.append(" ")
         else:
-            ch, style = state_style(states[i])
-            t.append(ch, style=style)
+            t.append("░", style="#5f87af")
     return t
 
 
@@ -62,9 +91,9 @@ class TaskDetailScreen(Screen[None]):
         with Vertical(id="detail-timeline", classes="panel") as box:
             box.border_title = "Where its user FPU state was"
             yield Static(id="timeline-strip")
-            yield Static(Text.assemble(("█", "#87d75f"), " in a CPU's registers  ",
+            yield Static(Text.assemble(("▁▄█", "#87d75f"), " share of time in a CPU's registers  ",
                                        ("░", "#5f87af"), " saved in memory  ",
-                                       ("▓", fmt.KERNEL_STYLE), " kernel FPU section",
+                                       ("▁▄█", fmt.KERNEL_STYLE), " in a kernel FPU section",
                                        style="dim"), id="timeline-legend")
         with Horizontal(id="detail-tables"):
             causes = DataTable(id="detail-causes", classes="panel", cursor_type="row")
