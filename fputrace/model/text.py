@@ -59,7 +59,7 @@ def render_report(rep, top: int | None = 20, pid: int | None = None) -> str:
 
 def render_estimate(est) -> str:
     con, buf = _console()
-    sc = "unavailable" if est.self_check is None else f"{est.self_check:.1%}"
+    sc = "unavailable" if est.self_check is None else f"{est.self_check:.2%}"
     con.print(f"fputrace estimate: recorded policy {est.recorded_policy or 'unknown'}, "
               f"self-check {sc}, cost model {est.cost_model_name}")
     df = est.policies.reset_index()
