@@ -39,7 +39,10 @@ class CostModelError(FputraceError):
 
 
 def default_cost_model_path() -> Path:
-    """Where ``fputrace calibrate`` writes and ``fputrace estimate`` looks by default."""
+    """Where ``fputrace calibrate`` writes and ``fputrace estimate`` looks by default
+    ($FPUTRACE_CACHE_DIR overrides the directory)."""
+    if os.environ.get("FPUTRACE_CACHE_DIR"):
+        return Path(os.environ["FPUTRACE_CACHE_DIR"]) / "cost-model.json"
     if os.geteuid() == 0:
         return Path("/var/cache/fputrace/cost-model.json")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

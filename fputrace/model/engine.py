@@ -410,6 +410,8 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
         if C[c, CF_UNKNOWN] != 0:
             T[t, TF_GAP] = 1
 
+        if (k == K_XSAVE or k == K_XRSTOR) and (a0[i] & MASK63) != 0:
+            T[t, TF_XFEAT] = np.int64(a0[i] & MASK63)   # before the replay sizes its own save
         # --- resolve held-back actions: the task's on other CPUs, then this CPU's
         if T[t, TF_PEND_CPU] != 0:
             flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS)

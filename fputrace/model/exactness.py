@@ -4,7 +4,7 @@ Never invent certainty: every label here is shown beside the number in text and 
 """
 from __future__ import annotations
 
-from .layout import S_HAS_UR_EVENTS, S_INFERRED, S_KFPU_UNTIMED, S_LOST, S_UNEXPLAINED, S_UR_ASSUMED
+from .layout import S_HAS_UR_EVENTS, S_INFERRED, S_KFPU_UNTIMED, S_LOST, S_UNEXPLAINED, S_UNSEEN_SAVES, S_UR_ASSUMED
 
 
 def _exact(modes: dict, logical: str):
@@ -34,6 +34,9 @@ def exactness(model) -> dict[str, str]:
     else:
         out["xsave"] = "switch saves exact (tracepoint); kernel-FPU saves not observed (lower bound)"
 
+    if int(S[S_UNSEEN_SAVES]):
+        out["xsave"] += (f"; {int(S[S_UNSEEN_SAVES])} kernel-FPU save(s) inferred from switch-outs "
+                         "that found the registers already saved")
     xr = _exact(modes, "xrstor")
     if xr:
         out["xrstor"] = "exact"

@@ -10,7 +10,7 @@ import pandas as pd
 from .exactness import exactness
 from .layout import (CA_HIST, CA_INFERRED, CA_MAX_NS, CA_SECTIONS, CA_TOTAL_NS, CF_KFPU, CF_LOST,
                      CF_OWNER, CF_XRSTOR, CF_XSAVE, NHIST, OWN_KERNEL, OWN_NONE, S_FIRST_TS, S_GAP,
-                     S_LAST_TS, S_LOST, S_NEVENTS, S_UNEXPLAINED, STATE_NAMES, TF_AVOID, TF_GAP,
+                     S_LAST_TS, S_LOST, S_NEVENTS, S_UNEXPLAINED, S_UNSEEN_SAVES, STATE_NAMES, TF_AVOID, TF_GAP,
                      TF_GEN, TF_KFPU, TF_KFPU_INF, TF_KFPU_MAX_NS, TF_KFPU_NS, TF_KTHREAD,
                      TF_LAST_CPU, TF_STATE, TF_TGID, TF_TID, TF_XR, TF_XR_BYTES, TF_XS,
                      TF_XS_BYTES, XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES)
@@ -182,6 +182,7 @@ def build_report(model) -> Report:
         "kfpu_max_ns": int(all_tasks.kfpu_max_ns.max()) if len(all_tasks) else 0,
         "xsave_bytes": int(all_tasks.xsave_bytes.sum()),
         "xrstor_bytes": int(all_tasks.xrstor_bytes.sum()),
+        "xsave_inferred_unseen": int(S[S_UNSEEN_SAVES]),
         "unexplained_xrstor": int(S[S_UNEXPLAINED]),
         "lost_events": int(S[S_LOST]),
         "gap_flagged": bool(S[S_GAP]),
