@@ -7,7 +7,7 @@
              bpftrace status, bpftrace counts per pid
   modes      per mode: meta (capture mode, attach per logical event, TIF bit, lost), ``events``
              per pid (counts from ``fputrace.load``: kind / cause / inferred) and ``model`` per pid
-             (``Trace.report()`` per-task rows summed over the process)
+             (``fputrace report --format json`` per-task rows summed over the process)
   rows       the comparison table, one row per (mode, workload process); see ``compare_row``
 
 The analysis runs on the host (no emulation: seconds instead of minutes) with the same fputrace
@@ -16,6 +16,7 @@ tree the guest used.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -68,9 +69,14 @@ def event_counts(trace, pids: set[int]) -> dict[int, dict[str, int]]:
     return out
 
 
-def model_counts(trace, pids: set[int]) -> dict[int, dict[str, int]]:
-    """Per process: the model's per-task report rows summed over the process's threads."""
-    rep = trace.report().to_dict()
+def model_counts(path: Path, pids: set[int]) -> dict[int, dict[str, int]]:
+    """Per process: ``fputrace report --format json`` (the model, as users get it) per-task rows
+    summed over the process's threads."""
+    res = subprocess.run([str(qemu.REPO_DIR / ".venv" / "bin" / "fputrace"), "report", "--format", "json",
+                          str(path)], capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"fputrace report exit {res.returncode}: {res.stderr.strip()[-300:]}")
+    rep = json.loads(res.stdout)
     out: dict[int, dict[str, int]] = {p: {} for p in pids}
     for row in rep.get("per_task", []):
         if row.get("tgid") in pids:
@@ -104,7 +110,7 @@ def analyse_recording(path: Path, pids: set[int]) -> dict:
            "attach": {ev: m.get("attach") for ev, m in (meta.get("modes") or {}).items()},
            "events": event_counts(tr, pids)}
     try:
-        res["model"] = model_counts(tr, pids)
+        res["model"] = model_counts(path, pids)
     except Exception as err:   # the model is another part: report its failure, keep the rest
         res["model_error"] = f"{type(err).__name__}: {err}"
     return res
