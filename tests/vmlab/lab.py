@@ -86,6 +86,19 @@ def model_counts(path: Path, pids: set[int]) -> dict[int, dict[str, int]]:
     return out
 
 
+def estimate(path: Path) -> dict:
+    """``fputrace estimate --format json``: policy replay of the whole recording + self-check."""
+    res = subprocess.run([str(qemu.REPO_DIR / ".venv" / "bin" / "fputrace"), "estimate", "--format", "json",
+                          str(path)], capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        return {"error": f"fputrace estimate exit {res.returncode}: {res.stderr.strip()[-300:]}"}
+    est = json.loads(res.stdout)
+    return {"self_check": est.get("self_check"), "measured": est.get("measured"),
+            "policies": {p: {k: v.get(k) for k in ("xsave", "xrstor", "avoidable_xrstor")}
+                         for p, v in (est.get("policies") or {}).items()},
+            "notes": est.get("notes", [])}
+
+
 def workload_pids(guest: dict) -> dict[str, int]:
     """'sha256' -> pid, ..., 'pingpong' and 'pingpong-child' for the two ping-pong processes."""
     out = {}
@@ -113,6 +126,7 @@ def analyse_recording(path: Path, pids: set[int]) -> dict:
         res["model"] = model_counts(path, pids)
     except Exception as err:   # the model is another part: report its failure, keep the rest
         res["model_error"] = f"{type(err).__name__}: {err}"
+    res["estimate"] = estimate(path)
     return res
 
 

@@ -82,6 +82,23 @@ def render(results: dict[str, dict]) -> str:
                 f"{r['model_kfpu_sections'] or 0:,} | {_pct(r['model_kfpu_sections'] or 0, r['bt_syscalls_with_kfpu'])} | "
                 f"{r['fpt_xsave_kfpu_inferred']:,} / {f.get('fpt_xsave_kfpu', 0):,} | "
                 f"{r['model_xsave'] or 0:,} / {r['bt_xsave']:,} |")
+    out += ["", "## Policy replay of the whole recording (`fputrace estimate`)", "",
+            "Everything the guest ran while recording (workloads, bpftrace, the recorders themselves). "
+            "*self-check* = replaying under the recorded policy (deferred) reproduces the measured "
+            "counts (1.0 = exactly).", "",
+            "| kernel | mode | measured XRSTOR | eager XRSTOR (avoidable) | deferred XRSTOR | self-check |",
+            "|---|---|---|---|---|---|"]
+    for label, res in results.items():
+        for mode, m in res.get("modes", {}).items():
+            est = m.get("estimate") or {}
+            if not est or "error" in est:
+                out.append(f"| {label} | {mode} | {est.get('error', 'not run')} | | | |")
+                continue
+            pol = est.get("policies", {})
+            eager, deferred = pol.get("eager", {}), pol.get("deferred", {})
+            out.append(f"| {label} | {mode} | {(est.get('measured') or {}).get('xrstor', 0):,} | "
+                       f"{eager.get('xrstor', 0):,} ({eager.get('avoidable_xrstor', 0):,}) | "
+                       f"{deferred.get('xrstor', 0):,} | {est.get('self_check', 0):.4f} |")
     out += ["", "## Attach points and TIF_NEED_FPU_LOAD", "",
             "| kernel | mode | kfpu_begin | xsave | xrstor | user_return | TIF bit |", "|---|---|---|---|---|---|---|"]
     for label, res in results.items():
