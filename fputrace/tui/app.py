@@ -66,6 +66,7 @@ class FputraceApp(App):
         self.snapshot = None
         self.status = None
         self.pictures = 0            # snapshots drawn (tests wait on this)
+        self.draw_s = 0.0            # time spent drawing them (benchmarks/bench_tui_live.py)
 
     def get_default_screen(self) -> DashboardScreen:
         return DashboardScreen()
@@ -81,6 +82,7 @@ class FputraceApp(App):
 
     # --- pictures from the source ---------------------------------------------------------------
     async def on_snapshot_ready(self, msg: SnapshotReady) -> None:
+        t0 = time.perf_counter()
         self.snapshot, self.status = msg.snapshot, msg.status
         dash = self.get_screen_dashboard()
         await dash.show(self.source.meta, msg.snapshot, msg.status)
@@ -88,6 +90,7 @@ class FputraceApp(App):
                 and msg.detail.tid == self.screen.tid:
             self.screen.show(msg.detail, msg.snapshot)
         self.pictures += 1
+        self.draw_s += time.perf_counter() - t0
 
     def on_worker_state_changed(self, event) -> None:
         if event.state == WorkerState.ERROR:     # a bug or a broken source: say it, keep the UI up
@@ -171,7 +174,7 @@ class FputraceApp(App):
 
     def on_data_table_row_selected(self, event) -> None:
         if isinstance(event.data_table, TasksTable) and event.row_key.value is not None:
-            self.open_task(int(event.row_key.value))
+            self.open_task(int(event.row_key.value.split("#")[0]))
 
     def open_task(self, tid: int) -> None:
         self.source.command("watch", tid)

@@ -29,7 +29,10 @@ from .messages import SnapshotReady, SourceFailed, SourceNotice, SourceStatus
 
 SNAPSHOT_HZ = 10
 NS_PER_S = 1_000_000_000
-QUEUE_BATCHES = 1024          # bounded: ~1024 ring-buffer polls of slack (seconds at 500k ev/s)
+QUEUE_EVENTS = 4_000_000     # bounded: 8 s of slack at 500k ev/s, 160 MB at worst
+PICTURE_SHARE = 0.25          # pictures may take at most this share of the worker's time
+BACKLOG_FOR_PICTURES = 1 / 16  # ... and wait while the queue holds more than this share of its bound
+MAX_STALE_S = 5.0             # ... unless the screen is older than this
 
 
 class ModelLike(Protocol):
@@ -138,14 +141,19 @@ class LiveSource(Source):
 
     def __init__(self, producer: BatchProducer, model_factory=None, config=None,
                  writer_factory: Callable[[str, dict], Any] | None = None,
-                 queue_batches: int = QUEUE_BATCHES) -> None:
+                 queue_events: int = QUEUE_EVENTS) -> None:
         super().__init__(producer.meta, model_factory, config)
         self.producer = producer
-        self.batches: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_batches)
+        self.batches: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+        self.queue_events = queue_events      # the bound, in events (batches vary in size)
+        self.queued_events = 0
+        self.max_queued_events = 0
+        self._queue_lock = threading.Lock()
         self.ledger = DropLedger()
         self.captured_events = 0
         self.fed_events = 0
         self.first_ts_ns = 0
+        self.picture_s = 0.0                  # worker time spent building pictures
         self._stop = threading.Event()
         self._writer_factory = writer_factory or _default_writer_factory
         self._writer = None
@@ -161,9 +169,14 @@ class LiveSource(Source):
                     if not len(batch):
                         continue
                     self.captured_events += len(batch)
-                    try:
-                        self.batches.put_nowait(batch)
-                    except queue.Full:
+                    with self._queue_lock:
+                        room = self.queued_events + len(batch) <= self.queue_events
+                        if room:
+                            self.queued_events += len(batch)
+                            self.max_queued_events = max(self.max_queued_events, self.queued_events)
+                    if room:
+                        self.batches.put(batch)
+                    else:
                         self.ledger.drop(batch)
         except Exception as err:  # noqa: BLE001 -- shown to the user, the dashboard stays up
             self.capture_error = f"capture stopped: {err}"
@@ -175,7 +188,7 @@ class LiveSource(Source):
         capture.start()
         model = self._make_model()
         period_s = 1.0 / self.config.snapshot_hz
-        last_emit = 0.0
+        next_emit, last_emit = 0.0, 0.0
         rate_t0, rate_n0, events_per_s = time.monotonic(), 0, 0.0
         try:
             while not is_cancelled():
@@ -188,14 +201,8 @@ class LiveSource(Source):
                 except queue.Empty:
                     batch = None
                 while batch is not None:      # drain what is there, then look at the clock
-                    if not self.first_ts_ns:
-                        self.first_ts_ns = int(batch["ts_ns"][0])
-                    model.feed(batch)
-                    self.fed_events += len(batch)
-                    if self._writer is not None:
-                        self._writer.write(batch)
-                        self._recorded_events += len(batch)
-                    if time.monotonic() - last_emit >= period_s:
+                    self._feed(model, batch)
+                    if time.monotonic() >= next_emit:
                         break                 # time for a picture; the queue keeps the rest
                     try:
                         batch = self.batches.get_nowait()
@@ -208,13 +215,31 @@ class LiveSource(Source):
                 if self.capture_error:
                     post(SourceFailed(self.capture_error))
                     self.capture_error = ""
-                if now - last_emit >= period_s and not self.paused:
-                    last_emit = now
+                # Feeding comes first: a picture of a busy host can take long (the model builds
+                # every interval of the window), so pictures wait for a short queue and are
+                # spaced so that they take at most PICTURE_SHARE of this thread's time.
+                backlog_ok = self.queued_events <= self.queue_events * BACKLOG_FOR_PICTURES
+                if now >= next_emit and not self.paused and \
+                        (backlog_ok or now - last_emit >= MAX_STALE_S):
                     post(self._picture(model, self._status(events_per_s)))
+                    cost = time.monotonic() - now
+                    self.picture_s += cost
+                    last_emit, next_emit = now, now + max(period_s, cost / PICTURE_SHARE)
         finally:
             self._stop.set()
             capture.join(timeout=5)
             self._close_writer()
+
+    def _feed(self, model, batch: np.ndarray) -> None:
+        with self._queue_lock:
+            self.queued_events -= len(batch)
+        if not self.first_ts_ns:
+            self.first_ts_ns = int(batch["ts_ns"][0])
+        model.feed(batch)
+        self.fed_events += len(batch)
+        if self._writer is not None:
+            self._writer.write(batch)
+            self._recorded_events += len(batch)
 
     def _status(self, events_per_s: float) -> SourceStatus:
         return SourceStatus(live=True, paused=self.paused, events_per_s=events_per_s,

@@ -2,6 +2,10 @@
 and XSAVE/s and XRSTOR/s sparklines. Renders ``Snapshot.cpus`` as given."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
+
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
@@ -33,7 +37,35 @@ def owner_label(cpu: CpuView) -> Text:
 BEFORE = "BEFORE"          # cells before the trace started: drawn blank, not as unknown
 
 
-def strip_cells(strip: tuple[OwnerInterval, ...], end_ns: int, window_ns: int,
+@dataclass(frozen=True)
+class StripArrays:
+    """A CPU's owner intervals as columns (converted once per picture, sampled per width)."""
+    starts: np.ndarray
+    ends: np.ndarray
+    codes: np.ndarray
+    tids: np.ndarray
+
+    @classmethod
+    def of(cls, strip: tuple[OwnerInterval, ...]) -> StripArrays:
+        n = len(strip)
+        return cls(np.fromiter(map(_START, strip), np.int64, n),
+                   np.fromiter(map(_END, strip), np.int64, n),
+                   np.fromiter(map(_OWNER_CODE.get, map(_OWNER, strip), repeat(3)), np.int64, n),
+                   np.fromiter(map(_TID, strip), np.int64, n))
+
+    def task_ns(self, lo_ns: int, hi_ns: int) -> dict[int, int]:
+        """Time each task owned the registers within [lo, hi] (for the legend)."""
+        task = self.codes == _OWNER_CODE[TASK]
+        shown = np.minimum(self.ends[task], hi_ns) - np.maximum(self.starts[task], lo_ns)
+        keep = shown > 0
+        tids, inv = np.unique(self.tids[task][keep], return_inverse=True)
+        return dict(zip(tids.tolist(), np.bincount(inv, weights=shown[keep]).tolist()))
+
+
+_START, _END, _OWNER, _TID = (attrgetter(a) for a in ("start_ns", "end_ns", "owner", "tid"))
+
+
+def strip_cells(strip: tuple[OwnerInterval, ...] | StripArrays, end_ns: int, window_ns: int,
                 width: int, trace_start_ns: int = 0) -> list[tuple[str, int]]:
     """The owner (kind, tid) covering most of each of ``width`` equal cells of the window.
 
@@ -42,19 +74,17 @@ def strip_cells(strip: tuple[OwnerInterval, ...], end_ns: int, window_ns: int,
     if width <= 0:
         return []
     start_ns = end_ns - window_ns
-    if not strip:
-        return [(UNKNOWN, 0)] * width
-    starts = np.fromiter((iv.start_ns for iv in strip), np.int64, len(strip))
-    ends = np.fromiter((iv.end_ns for iv in strip), np.int64, len(strip))
-    codes = np.fromiter((_OWNER_CODE.get(iv.owner, 3) for iv in strip), np.int64, len(strip))
-    tids = np.fromiter((iv.tid for iv in strip), np.int64, len(strip))
+    arr = strip if isinstance(strip, StripArrays) else StripArrays.of(strip)
     n = width * SAMPLES_PER_CELL
     t = start_ns + (np.arange(n, dtype=np.float64) + 0.5) * (window_ns / n)
-    idx = np.searchsorted(starts, t, side="right") - 1
-    ok = (idx >= 0) & (t < ends[np.clip(idx, 0, None)])
-    keys = np.where(ok, codes[np.clip(idx, 0, None)] * (1 << 32) + tids[np.clip(idx, 0, None)],
-                    3 << 32).reshape(width, SAMPLES_PER_CELL)
-    keys = np.where((t < trace_start_ns).reshape(width, SAMPLES_PER_CELL), 4 << 32, keys)
+    if len(arr.starts):
+        idx = np.searchsorted(arr.starts, t, side="right") - 1
+        at = np.clip(idx, 0, None)
+        ok = (idx >= 0) & (t < arr.ends[at])
+        keys = np.where(ok, arr.codes[at] * (1 << 32) + arr.tids[at], 3 << 32)
+    else:
+        keys = np.full(n, 3 << 32, dtype=np.int64)
+    keys = np.where(t < trace_start_ns, 4 << 32, keys).reshape(width, SAMPLES_PER_CELL)
     inv = {v: k for k, v in _OWNER_CODE.items()}
     inv[4] = BEFORE
     out = []
@@ -90,15 +120,23 @@ class OwnerStrip(Widget):
         super().__init__(**kw)
         self._data: tuple | None = None
 
-    def set_strip(self, strip, end_ns: int, window_ns: int, trace_start_ns: int = 0) -> None:
+        self._rendered: tuple[int, Text] | None = None
+
+    def set_strip(self, strip: StripArrays, end_ns: int, window_ns: int,
+                  trace_start_ns: int = 0) -> None:
         self._data = (strip, end_ns, window_ns, trace_start_ns)
+        self._rendered = None
         self.refresh()
 
     def render(self) -> Text:
         if self._data is None:
             return Text("")
-        strip, end_ns, window_ns, start_ns = self._data
-        return render_strip(strip_cells(strip, end_ns, window_ns, max(1, self.size.width), start_ns))
+        width = max(1, self.size.width)
+        if self._rendered is None or self._rendered[0] != width:    # layout calls render often
+            strip, end_ns, window_ns, start_ns = self._data
+            self._rendered = (width, render_strip(strip_cells(strip, end_ns, window_ns, width,
+                                                              start_ns)))
+        return self._rendered[1]
 
 
 class CpuRow(Horizontal):
@@ -113,9 +151,10 @@ class CpuRow(Horizontal):
         yield Sparkline([], classes="spark-xrstor")
         yield Static(classes="cpu-rates")
 
-    def show(self, view: CpuView, end_ns: int, window_ns: int, trace_start_ns: int = 0) -> None:
+    def show(self, view: CpuView, arrays: StripArrays, end_ns: int, window_ns: int,
+             trace_start_ns: int = 0) -> None:
         self.query_one(".cpu-owner", Static).update(owner_label(view))
-        self.query_one(OwnerStrip).set_strip(view.strip, end_ns, window_ns, trace_start_ns)
+        self.query_one(OwnerStrip).set_strip(arrays, end_ns, window_ns, trace_start_ns)
         self.query_one(".spark-xsave", Sparkline).data = list(view.xsave_per_s) or [0.0]
         self.query_one(".spark-xrstor", Sparkline).data = list(view.xrstor_per_s) or [0.0]
         xs = view.xsave_per_s[-1] if view.xsave_per_s else 0
@@ -140,15 +179,13 @@ class CpuPanel(VerticalScroll):
         window_s = snap.window_ns / 1e9
         self.query_one("#cpu-columns", Static).update(Text.assemble(
             ("cpu owner now".ljust(20), "dim"), (f"owners, last {window_s:g}s →", "dim")))
-        seen: dict[int, int] = {}            # tid -> ns shown in the strips (for the legend)
+        seen: dict[int, float] = {}          # tid -> ns shown in the strips (for the legend)
         lo_ns = snap.now_ns - snap.window_ns
         for view in snap.cpus:
-            have[view.cpu].show(view, snap.now_ns, snap.window_ns, trace_start_ns)
-            for iv in view.strip:
-                if iv.owner == TASK:
-                    shown = min(iv.end_ns, snap.now_ns) - max(iv.start_ns, lo_ns)
-                    if shown > 0:
-                        seen[iv.tid] = seen.get(iv.tid, 0) + shown
+            arrays = StripArrays.of(view.strip)
+            have[view.cpu].show(view, arrays, snap.now_ns, snap.window_ns, trace_start_ns)
+            for tid, ns in arrays.task_ns(lo_ns, snap.now_ns).items():
+                seen[tid] = seen.get(tid, 0) + ns
         self.query_one("#cpu-legend", Static).update(render_legend(seen, task_names))
 
 

@@ -20,7 +20,7 @@ COLUMNS = (
     ("state", "STATE", 8),
 )
 SORT_KEYS = ("xrstor", "xsave", "avoidable_xrstor", "kfpu_sections", "kfpu_ns", "tid", "comm")
-MAX_ROWS = 500           # a 10 Hz redraw of thousands of rows is wasted: nobody scrolls that far
+MAX_ROWS = 200           # a 10 Hz redraw of thousands of rows is wasted: filter (/) to find others
 
 
 def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str) -> pd.DataFrame:
@@ -78,7 +78,7 @@ class TasksTable(DataTable):
         if not self.row_count:
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return int(key.value) if key.value is not None else None
+        return int(key.value.split("#")[0]) if key.value is not None else None
 
     def _redraw(self) -> None:
         if self._last is None:
@@ -86,8 +86,11 @@ class TasksTable(DataTable):
         keep = self.selected_tid
         df = filter_and_sort(self._last, self.sort_key, self.filter_text)
         self.clear(columns=False)
+        seen: dict[int, int] = {}
         for row in df.itertuples(index=False):
-            self.add_row(*render_row(row), key=str(row.tid))
+            # a reused pid appears once per task that had it: the newest keeps the plain key
+            n = seen[row.tid] = seen.get(row.tid, 0) + 1
+            self.add_row(*render_row(row), key=str(row.tid) if n == 1 else f"{row.tid}#{n}")
         if keep is not None:
             try:
                 self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
