@@ -200,8 +200,22 @@ def load_result(label: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def reanalyse(label: str) -> dict:
+    """Analyse the recordings of the last stored run of ``label`` again (no boot): for work on the
+    analysis or the model; the guest's facts and bpftrace counts are kept as they were."""
+    result = load_result(label)
+    if result is None:
+        raise FileNotFoundError(f"no stored lab result for {label} in {RESULTS_DIR}")
+    result.update(analyse(Path(result["run_dir"]), result["guest"]))
+    result = _jsonable(result)
+    (RESULTS_DIR / f"{label}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 if __name__ == "__main__":
     import sys
-    for lab in sys.argv[1:] or list(kernels.KERNELS):
-        r = run_lab(lab)
-        print(f"{lab}: rc={r['kernel']['returncode']} wall={r['kernel']['total_wall_s']}s rows={len(r.get('rows', []))}")
+    args = sys.argv[1:]
+    again = "--reanalyse" in args
+    for lab in [a for a in args if a != "--reanalyse"] or list(kernels.KERNELS):
+        r = reanalyse(lab) if again else run_lab(lab)
+        print(f"{lab}: rc={r['kernel']['returncode']} rows={len(r.get('rows', []))}")

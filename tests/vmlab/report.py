@@ -82,6 +82,11 @@ def render(results: dict[str, dict]) -> str:
                 f"{r['model_kfpu_sections'] or 0:,} | {_pct(r['model_kfpu_sections'] or 0, r['bt_syscalls_with_kfpu'])} | "
                 f"{r['fpt_xsave_kfpu_inferred']:,} / {f.get('fpt_xsave_kfpu', 0):,} | "
                 f"{r['model_xsave'] or 0:,} / {r['bt_xsave']:,} |")
+        tp_rows = [r for r in res.get("rows", []) if r["mode"] == "tracepoint"]
+        if tp_rows:
+            inferred = sum(r["model_kfpu_sections"] or 0 for r in tp_rows)
+            truth = sum(r["bt_syscalls_with_kfpu"] for r in tp_rows)
+            out.append(f"| {label} | **all workloads** | | | {truth:,} | {inferred:,} | **{_pct(inferred, truth)}** | | |")
     out += ["", "## Policy replay of the whole recording (`fputrace estimate`)", "",
             "Everything the guest ran while recording (workloads, bpftrace, the recorders themselves). "
             "*self-check* = replaying under the recorded policy (deferred) reproduces the measured "
