@@ -106,12 +106,17 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                 deadline = t0 + duration_s if duration_s else None
                 last_status = 0.0
                 lost_reported = {}
+                symbols_reported, last_symbols = 0, t0
                 for batch in cap.batches(stop):
                     wthread.put(batch)
                     if cap.meta.get("lost_per_cpu") != lost_reported:
                         lost_reported = dict(cap.meta["lost_per_cpu"])
                         writer.update_meta(lost_per_cpu=lost_reported)
                     now = time.monotonic()
+                    if cap.callers_seen != symbols_reported and now - last_symbols >= 5.0:
+                        # so that a killed recording can still name its kernel-FPU callers
+                        symbols_reported, last_symbols = cap.callers_seen, now
+                        writer.update_meta(symbols=cap.symbols())
                     if deadline and now >= deadline:
                         stop.set()
                     if child is not None and child.poll() is not None:

@@ -211,13 +211,19 @@ class CaptureSession:
                 "late_events": self._reorder.late_events, "elapsed_s": elapsed,
                 "first_event_s": self.first_event_s}
 
+    @property
+    def callers_seen(self) -> int:
+        return len(self._callers)
+
     def symbols(self) -> dict[str, str]:
         """kallsyms subset for the kernel-FPU callers seen: {"0xffff...": "func+0x1a"}."""
         if not self._callers:
             return {}
-        feat = host_features()
-        pairs = sorted((a, n) for n, a in feat.kallsyms.items() if a)
-        addrs = [a for a, _ in pairs]
+        if getattr(self, "_sym_table", None) is None:
+            feat = host_features()
+            pairs = sorted((a, n) for n, a in feat.kallsyms.items() if a)
+            self._sym_table = (pairs, [a for a, _ in pairs])
+        pairs, addrs = self._sym_table
         out = {}
         for addr in sorted(self._callers):
             i = bisect_right(addrs, addr) - 1
