@@ -94,7 +94,11 @@ def render_table(report: dict) -> None:
         detail = m["attach"] + ("" if m["exact"] or not ok else "  (inferred/partial)")
         if m.get("note"):
             detail += f"\n  {m['note']}"
+        host_wide = {"fentry": report["checks"]["fentry"]["detail"],
+                     "kprobe": report["checks"]["kprobes"]["detail"]}
         for better, why in m["refused"].items():
+            if host_wide.get(better) == why:
+                why = f"see '{'kprobes' if better == 'kprobe' else better}' above"
             detail += f"\n  {better} refused: {why}"
         t.add_row(f"event {name}", mark(ok), detail)
     t.add_section()
