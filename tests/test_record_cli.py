@@ -149,3 +149,16 @@ def test_doctor_not_root_exits_1_with_the_remedy():
     res = _as_nobody("doctor", "--no-load")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "run as root" in res.stderr
+
+
+@pytest.mark.live
+def test_a_mode_the_host_refuses_is_one_line_exit_1(need_bcc, tmp_path):
+    from fputrace.capture.features import host_features
+    feat = host_features()
+    if feat.fentry.ok:
+        pytest.skip("fentry works on this host: nothing to refuse")
+    res = run_fputrace("record", "-o", str(tmp_path / "x.fpt"), "--mode", "fentry", "--duration", "1s")
+    assert res.returncode == 1, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--mode fentry is not possible here" in lines[0], res.stderr
+    assert not (tmp_path / "x.fpt").exists(), "no file when nothing was captured"
