@@ -193,7 +193,6 @@ def bench_overhead(args) -> None:
 
 def bench_size(args) -> None:
     """(c) Bytes per event on disk for a real recording of a busy host."""
-    busy = ROOT / "benchmarks" / "_busy.py"
     with tempfile.TemporaryDirectory() as d:
         out = f"{d}/s.fpt"
         load = subprocess.Popen(["perf", "bench", "sched", "pipe", "-l", "100000000"],
@@ -206,11 +205,10 @@ def bench_size(args) -> None:
             load.wait()
         import fputrace
         tr = fputrace.load(out)
-        n = len(tr.events) + sum(1 for _ in [])
+        n = len(tr.events)
         size = os.path.getsize(out)
     print(f"size: {args.seconds:.0f} s busy host (perf bench sched pipe running): {n:,} events, {size:,} bytes, "
           f"{size / max(1, n):.2f} bytes/event")
-    del busy
 
 
 def bench_startup(args) -> None:

@@ -5,10 +5,7 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
-from fputrace.events import Kind
 
 from .conftest import run_fputrace
 
