@@ -96,7 +96,7 @@ class PerfBufferReader:
         def on_lost(count):
             self.kernel_lost += count      # the BPF side counts these too (perf_submit fails)
 
-        bpf[table].open_perf_buffer(on_event, page_cnt=pages, lost_cb=on_lost)
+        bpf[table.encode()].open_perf_buffer(on_event, page_cnt=pages, lost_cb=on_lost)
 
     def poll(self, timeout_ms: int) -> np.ndarray:
         self._bpf.perf_buffer_poll(timeout=timeout_ms)

@@ -91,7 +91,7 @@ class CaptureSession:
             self._set_tif_bit(expected)
             if use_ring:
                 from .ringbuf import RingBufferReader
-                self._reader = RingBufferReader(bpf["events"].map_fd, self.opts.pages * 4096)
+                self._reader = RingBufferReader(bpf[b"events"].map_fd, self.opts.pages * 4096)
             else:
                 from .ringbuf import PerfBufferReader
                 self._reader = PerfBufferReader(bpf)
@@ -132,7 +132,7 @@ class CaptureSession:
         return self
 
     def _set_tif_bit(self, bit: int | None) -> None:
-        cfg = self._loaded.bpf["config"]
+        cfg = self._loaded.bpf[b"config"]
         cfg[ctypes.c_int(abi.CFG_TIF_BIT)] = ctypes.c_uint64(abi.TIF_UNKNOWN if bit is None else bit)
 
     # ---- streaming ---------------------------------------------------------------------
@@ -184,7 +184,7 @@ class CaptureSession:
         return self._reorder.pop_ready()
 
     def _lost_events(self) -> np.ndarray:
-        per_cpu = [int(v) for v in self._loaded.bpf["counters"][ctypes.c_int(abi.CTR_LOST)]]
+        per_cpu = [int(v) for v in self._loaded.bpf[b"counters"][ctypes.c_int(abi.CTR_LOST)]]
         now = time.monotonic_ns()
         rows = []
         for cpu, total in enumerate(per_cpu):
@@ -199,7 +199,7 @@ class CaptureSession:
     # ---- results -----------------------------------------------------------------------
     def bpf_counters(self) -> dict:
         out = {}
-        table = self._loaded.bpf["counters"]
+        table = self._loaded.bpf[b"counters"]
         for cid, name in abi.COUNTER_NAMES.items():
             out[name] = sum(int(v) for v in table[ctypes.c_int(cid)])
         return out

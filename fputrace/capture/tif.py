@@ -17,7 +17,7 @@ from . import abi
 
 
 def read_calibration(bpf) -> dict:
-    table = bpf["calib"]
+    table = bpf[b"calib"]
     out = {}
     for slot in range(abi.CAL_MAX):
         values = [int(v) for v in table[ctypes.c_int(slot)]]
