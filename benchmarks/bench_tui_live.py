@@ -10,8 +10,10 @@ headless at 160x48 (so the UI's rendering competes for the GIL as it does on a t
     .venv/bin/python benchmarks/bench_tui_live.py                 # 500k events/s for 10 s
     .venv/bin/python benchmarks/bench_tui_live.py --rate 1e6 --seconds 10 --write
 
-Prints events produced / fed / dropped (must be 0), pictures drawn, and the deepest the queue got
-(in events, against its bound). --write appends the result to benchmarks/TUI.md.
+Runs the stream twice: A with the screen frozen (the model alone: what this host sustains), B with
+the dashboard drawing. Prints events produced / fed / dropped (must be 0), pictures drawn, time
+spent in pictures, and the deepest the queue got (in events, against its bound). The machine is
+shared and noisy: compare A and B of the same run, not runs. --write appends to benchmarks/TUI.md.
 """
 from __future__ import annotations
 
@@ -85,6 +87,21 @@ async def drive(source: LiveSource, producer: PacedReplay, seconds: float) -> di
     return {"elapsed_s": elapsed, "pictures": pictures, "draw_s": draw_s}
 
 
+def without_ui(source: LiveSource, producer: PacedReplay, seconds: float) -> dict:
+    stop = threading.Event()
+    worker = threading.Thread(target=source.run, args=(lambda msg: None, stop.is_set))
+    worker.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds + 60:
+        if producer.done and source.fed_events == source.captured_events and source.batches.empty():
+            break
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    worker.join()
+    return {"elapsed_s": elapsed}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=500_000, help="events/s (default 500k)")
@@ -100,14 +117,24 @@ def main(argv=None) -> int:
     warm = Model(meta)                       # JIT-compile the model before the clock starts
     warm.feed(events[:10_000])
     warm.snapshot(10 ** 10)
+    # A: the same path with the screen frozen (no pictures): what the model alone sustains here
     producer = PacedReplay(events, meta, args.rate, args.batch)
     source = LiveSource(producer, model_factory=lambda: Model(meta))
-    print(f"driving the dashboard at {args.rate:,.0f} events/s for {args.seconds:g} s...", flush=True)
+    source.paused = True
+    print(f"A: model only, {args.rate:,.0f} events/s for {args.seconds:g} s...", flush=True)
+    base = without_ui(source, producer, args.seconds)
+    print(f"   drained in {base['elapsed_s']:.1f} s, dropped {source.ledger.dropped_events:,} events, "
+          f"deepest queue {source.max_queued_events:,}", flush=True)
+    # B: the dashboard drawing every picture
+    producer = PacedReplay(events, meta, args.rate, args.batch)
+    source = LiveSource(producer, model_factory=lambda: Model(meta))
+    print(f"B: the dashboard, {args.rate:,.0f} events/s for {args.seconds:g} s...", flush=True)
     res = asyncio.run(drive(source, producer, args.seconds))
     res.update(rate=args.rate, produced=producer.sent, captured=source.captured_events,
                fed=source.fed_events, dropped_batches=source.ledger.dropped_batches,
                dropped_events=source.ledger.dropped_events, batch=args.batch)
-    line = (f"rate {res['rate']:,.0f} ev/s, {args.cpus} CPUs, batch {res['batch']}: produced {res['produced']:,}, "
+    line = (f"model alone drained in {base['elapsed_s']:.1f} s; with the dashboard: "
+            f"rate {res['rate']:,.0f} ev/s, {args.cpus} CPUs, batch {res['batch']}: produced {res['produced']:,}, "
             f"fed to the model {res['fed']:,}, dropped {res['dropped_events']:,} events "
             f"({res['dropped_batches']} batches); {res['pictures']} pictures drawn in "
             f"{res['elapsed_s']:.1f} s (model pictures {source.picture_s:.1f} s, drawing them "
@@ -116,8 +143,9 @@ def main(argv=None) -> int:
     print(line)
     if args.write:
         with open(HERE / "TUI.md", "a") as f:
-            f.write(f"- {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} "
-                    f"({threading.active_count()} threads): {line}\n")
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            f.write(f"- {time.strftime('%Y-%m-%d %H:%M')} {platform.node()}, "
+                    f"{os.cpu_count()} cores, load average {load}: {line}\n")
     return 0 if res["dropped_events"] == 0 and res["fed"] == res["produced"] else 1
 
 
