@@ -245,6 +245,11 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 }
 #endif /* FPT_INFER */
 
+/* A tracepoint program's return value decides whether perf keeps its samples of the same
+ * tracepoint: 0 drops them for every perf user (perf_trace_run_bpf_submit). Return 1 so that
+ * `perf record` and fputrace can watch the same events at once. */
+#define FPT_TP_KEEP 1
+
 /* ---------------------------------------------------------------- scheduler ---------------- */
 TRACEPOINT_PROBE(sched, sched_switch)
 {
@@ -265,12 +270,12 @@ TRACEPOINT_PROBE(sched, sched_switch)
 #endif
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (filtered_out(tgid))
-		return 0;
+		return FPT_TP_KEEP;
 	long state = args->prev_state;
 	/* TASK_REPORT_MAX (0x100) marks a preempted task: runnable */
 	u64 blocked = (state & 0x100) ? 0 : (state & 0xff);
 	emit_at(args, bpf_ktime_get_ns(), FPT_SWITCH, 0, prev, tgid, (u32)args->next_pid, blocked);
-	return 0;
+	return FPT_TP_KEEP;
 }
 
 #ifdef FPT_TP_NEWTASK
@@ -281,7 +286,7 @@ TRACEPOINT_PROBE(task, task_newtask)
 		cs->newtask_pid = args->pid;
 		cs->newtask_flags = args->clone_flags;
 	}
-	return 0;
+	return FPT_TP_KEEP;
 }
 #endif
 
@@ -290,7 +295,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	if (filtered_out(tgid))
-		return 0;
+		return FPT_TP_KEEP;
 	u32 child = args->child_pid;
 	u32 child_tgid = 0;
 	struct cpu_state *cs = cpu_state();
@@ -310,7 +315,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	emit_at(args, ts, FPT_COMM, 0, child, child_tgid, c0, c1);
 	if (tgid == 2)   /* children of kthreadd are kernel threads */
 		emit_at(args, ts, FPT_TASK, 0, child, child_tgid, FPT_TASK_KTHREAD, 0);
-	return 0;
+	return FPT_TP_KEEP;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
@@ -320,7 +325,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	sys_mark((u32)id, SYS_EXEC);
 #endif
 	if (filtered_out(id >> 32))
-		return 0;
+		return FPT_TP_KEEP;
 	char comm[16] = {};
 	bpf_get_current_comm(&comm, sizeof(comm));
 	u64 c0 = 0, c1 = 0;
@@ -329,7 +334,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	u64 ts = bpf_ktime_get_ns();
 	emit_at(args, ts, FPT_COMM, 0, (u32)id, id >> 32, c0, c1);
 	emit_at(args, ts, FPT_EXEC, 0, (u32)id, id >> 32, 0, 0);
-	return 0;
+	return FPT_TP_KEEP;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
@@ -337,7 +342,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u64 id = bpf_get_current_pid_tgid();
 	if (!filtered_out(id >> 32))
 		emit(args, FPT_EXIT, 0, 0, 0);
-	return 0;
+	return FPT_TP_KEEP;
 }
 
 /* ---------------------------------------------------------------- x86_fpu tracepoints ------ */
@@ -350,13 +355,13 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_deactivated)
 	if (!cs || !tid || cs->switch_prev != tid) {
 		/* fpu__drop (exec, exit) also deactivates, without saving anything */
 		ctr_add(FPT_CTR_DEACT_NOT_SAVE, 1);
-		return 0;
+		return FPT_TP_KEEP;
 	}
 	cs->switch_prev = 0;
 	calib_sample(FPT_CAL_AND_DEACT, FPT_CAL_N_DEACT, task_flags(), 0);
 	if (!filtered_out(id >> 32))
 		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SWITCH);
-	return 0;
+	return FPT_TP_KEEP;
 }
 #endif
 
@@ -378,7 +383,7 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
 	}
 	if (!filtered_out(id >> 32))
 		emit_at(args, ts, FPT_XRSTOR, 0, tid, id >> 32, args->xfeatures, cause);
-	return 0;
+	return FPT_TP_KEEP;
 #else
 	/* In 5.2+ this fires after a real XRSTOR: on the return to user mode, or inside a syscall
 	 * (sigreturn, fork, KVM) */
@@ -392,7 +397,7 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
 		cause = FPT_XR_USER_RETURN;
 	if (!filtered_out(id >> 32))
 		emit(args, FPT_XRSTOR, 0, args->xfeatures, cause);
-	return 0;
+	return FPT_TP_KEEP;
 #endif
 }
 #endif
@@ -404,14 +409,14 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_before_save)
 {
 	struct cpu_state *cs = cpu_state();
 	if (!cs)
-		return 0;
+		return FPT_TP_KEEP;
 	cs->sync_tid = (u32)bpf_get_current_pid_tgid();
 #ifdef FPT_TP_LOAD_FPU
 	cs->sync_live = !args->load_fpu;
 #else
 	cs->sync_live = 1;
 #endif
-	return 0;
+	return FPT_TP_KEEP;
 }
 
 TRACEPOINT_PROBE(x86_fpu, x86_fpu_after_save)
@@ -419,14 +424,14 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_after_save)
 	u64 id = bpf_get_current_pid_tgid();
 	struct cpu_state *cs = cpu_state();
 	if (!cs || cs->sync_tid != (u32)id)
-		return 0;
+		return FPT_TP_KEEP;
 	u32 live = cs->sync_live;
 	cs->sync_tid = 0;
 #if !defined(FPT_XSAVE_FENTRY) && !defined(FPT_XSAVE_KPROBE)
 	if (live && !filtered_out(id >> 32))
 		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SYNC);
 #endif
-	return 0;
+	return FPT_TP_KEEP;
 }
 #endif
 
@@ -436,7 +441,7 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 	u64 id = bpf_get_current_pid_tgid();
 	if (!filtered_out(id >> 32))
 		emit(args, FPT_KVM_FPU, 0, args->load, 0);
-	return 0;
+	return FPT_TP_KEEP;
 }
 #endif
 

@@ -14,7 +14,7 @@ import pytest
 
 from fputrace.events import FLAG_INFERRED, Kind, XsaveCause
 
-from .conftest import run_fputrace
+from .conftest import fputrace_cmd, run_fputrace
 
 pytestmark = [pytest.mark.live]
 
@@ -191,3 +191,37 @@ def test_perf_buffer_fallback_delivers_and_accounts(need_bcc):
     assert stats["events"] > 0 and {Kind.SWITCH, Kind.XSAVE} <= set(ev["kind"].tolist())
     assert stats["events"] + stats["lost"] == counters["bpf_events"]
     assert (np.diff(ev["ts_ns"].astype(np.int64)) >= 0).all()
+
+
+@pytest.mark.slow
+def test_perf_keeps_its_samples_while_fputrace_traces_the_same_tracepoints(need_bcc, need_perf, tmp_path):
+    """A tracepoint BPF program returning 0 makes the kernel drop that tracepoint's perf samples for
+    every perf user. fputrace's programs return 1, so `perf record` run beside a capture still sees
+    the ping-pong: at least N switches of the pinned workload (N messages on one CPU)."""
+    n = 2000
+    script = tmp_path / "pingpong.py"
+    script.write_text(PINGPONG)
+    fpt = tmp_path / "beside.fpt"
+    recorder = subprocess.Popen([*fputrace_cmd(),
+                                 "record", "-q", "-o", str(fpt)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120             # wait until the capture has attached (file header written)
+        while time.time() < deadline and not (fpt.exists() and fpt.stat().st_size > 0):
+            assert recorder.poll() is None, recorder.stderr.read()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        data = tmp_path / "perf.data"
+        res = subprocess.run(["perf", "record", "-q", "-o", str(data), "-e", "sched:sched_switch", "--",
+                              sys.executable, str(script), str(n), str(_pinned_cpu())],
+                             capture_output=True, text=True, timeout=180)
+        assert res.returncode == 0, res.stderr
+        parent = int(res.stdout.split()[0])
+        text = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,event"], capture_output=True,
+                              text=True, timeout=120).stdout
+    finally:
+        recorder.terminate()
+        recorder.wait(timeout=60)
+    switches = sum(1 for line in text.splitlines() if line.split()[:1] == [str(parent)])
+    assert switches >= n, f"perf saw {switches} sched_switch samples of pid {parent} beside fputrace, want >= {n}"
+    import fputrace
+    assert len(fputrace.load(fpt).events) > 0
