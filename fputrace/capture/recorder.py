@@ -96,47 +96,47 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                     raise CaptureError(f"cannot run {cmd[0]!r}: {err.strerror}") from None
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
-            writer = RecordingWriter(path, meta)
-            wthread = _WriterThread(writer)
-            try:
-                if not quiet:
-                    print(f"Tracing FPU save/restore (mode: {cap.plan.effective_mode})... "
-                          f"Hit Ctrl-C to end.", file=sys.stderr, flush=True)
-                t0 = time.monotonic()
-                deadline = t0 + duration_s if duration_s else None
-                last_status = 0.0
-                lost_reported = {}
-                symbols_reported, last_symbols = 0, t0
-                for batch in cap.batches(stop):
-                    wthread.put(batch)
-                    if cap.meta.get("lost_per_cpu") != lost_reported:
-                        lost_reported = dict(cap.meta["lost_per_cpu"])
-                        writer.update_meta(lost_per_cpu=lost_reported)
-                    now = time.monotonic()
-                    if cap.callers_seen != symbols_reported and now - last_symbols >= 5.0:
-                        # so that a killed recording can still name its kernel-FPU callers
-                        symbols_reported, last_symbols = cap.callers_seen, now
-                        writer.update_meta(symbols=cap.symbols())
-                    if deadline and now >= deadline:
-                        stop.set()
-                    if child is not None and child.poll() is not None:
-                        stop.set()
-                    if status_tty and now - last_status >= STATUS_INTERVAL_S:
-                        last_status = now
-                        st = cap.stats
-                        sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
-                                         f"lost {st['lost']:,}  {_fmt_bytes(writer.bytes_written)}   ")
-                        sys.stderr.flush()
-                wthread.finish()
-                st = cap.stats
-                writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
-                                   lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
-                                   capture_stats={k: v for k, v in st.items() if v is not None},
-                                   bpf_counters=cap.bpf_counters())
-            finally:
-                if wthread.thread.is_alive():
+            # as a context manager: a failure below marks the file aborted instead of complete
+            with RecordingWriter(path, meta) as writer:
+                wthread = _WriterThread(writer)
+                try:
+                    if not quiet:
+                        print(f"Tracing FPU save/restore (mode: {cap.plan.effective_mode})... "
+                              f"Hit Ctrl-C to end.", file=sys.stderr, flush=True)
+                    t0 = time.monotonic()
+                    deadline = t0 + duration_s if duration_s else None
+                    last_status = 0.0
+                    lost_reported = {}
+                    symbols_reported, last_symbols = 0, t0
+                    for batch in cap.batches(stop):
+                        wthread.put(batch)
+                        if cap.meta.get("lost_per_cpu") != lost_reported:
+                            lost_reported = dict(cap.meta["lost_per_cpu"])
+                            writer.update_meta(lost_per_cpu=lost_reported)
+                        now = time.monotonic()
+                        if cap.callers_seen != symbols_reported and now - last_symbols >= 5.0:
+                            # so that a killed recording can still name its kernel-FPU callers
+                            symbols_reported, last_symbols = cap.callers_seen, now
+                            writer.update_meta(symbols=cap.symbols())
+                        if deadline and now >= deadline:
+                            stop.set()
+                        if child is not None and child.poll() is not None:
+                            stop.set()
+                        if status_tty and now - last_status >= STATUS_INTERVAL_S:
+                            last_status = now
+                            st = cap.stats
+                            sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
+                                             f"lost {st['lost']:,}  {_fmt_bytes(writer.bytes_written)}   ")
+                            sys.stderr.flush()
                     wthread.finish()
-                writer.close()
+                    st = cap.stats
+                    writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
+                                       lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
+                                       capture_stats={k: v for k, v in st.items() if v is not None},
+                                       bpf_counters=cap.bpf_counters())
+                finally:
+                    if wthread.thread.is_alive():
+                        wthread.finish()
         if status_tty:
             sys.stderr.write("\n")
         if not quiet:
