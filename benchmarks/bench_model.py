@@ -40,10 +40,12 @@ def main() -> int:
     p.add_argument("--mode", choices=("probe", "tracepoint"), default="probe")
     p.add_argument("--chunk", type=int, default=1 << 20, help="events per batch fed")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--churn", action="store_true",
+                   help="tasks exit and tids are reused (the task table then grows with the trace)")
     a = p.parse_args()
 
     gen = TraceGen(cpus=a.cpus, tasks=a.tasks, kthreads=a.kthreads, seed=a.seed, policy=a.policy,
-                   mode=a.mode)
+                   mode=a.mode, exits=a.churn)
     model = Model(gen.meta())
     warm = TraceGen(cpus=2, tasks=8, seed=0)           # compile/load the JIT code outside the clock
     for b in warm.chunks(2000):
@@ -51,11 +53,13 @@ def main() -> int:
     rss_before = rss_mib()
     fed = 0
     feed_s = 0.0
+    feed_cpu_s = 0.0
     t_wall = time.perf_counter()
     for batch in gen.chunks(a.events, a.chunk):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.feed(batch)
         feed_s += time.perf_counter() - t0
+        feed_cpu_s += time.process_time() - c0
         fed += len(batch)
     wall_s = time.perf_counter() - t_wall
     t0 = time.perf_counter()
@@ -64,12 +68,15 @@ def main() -> int:
     report_s = time.perf_counter() - t0
     out = {"events": fed, "cpus": a.cpus, "tasks": a.tasks, "mode": a.mode, "policy": a.policy,
            "feed_s": round(feed_s, 3), "events_per_s": round(fed / feed_s),
+           "feed_cpu_s": round(feed_cpu_s, 3), "events_per_cpu_s": round(fed / feed_cpu_s),
+           "load_avg_1m": round(__import__("os").getloadavg()[0], 2),
            "wall_s_incl_generation": round(wall_s, 3), "report_estimate_s": round(report_s, 3),
            "rss_before_feed_mib": round(rss_before, 1), "peak_rss_mib": round(rss_mib(), 1),
            "tasks_seen": rep.totals["tasks"], "xsave": rep.totals["xsave"],
            "xrstor": rep.totals["xrstor"], "self_check": est.self_check}
     print(json.dumps(out))
-    print(f"{fed:,} events in {feed_s:.2f} s of feed = {fed / feed_s / 1e6:.2f}M events/s; "
+    print(f"{fed:,} events: {fed / feed_s / 1e6:.2f}M events/s wall, "
+          f"{fed / feed_cpu_s / 1e6:.2f}M events/s of CPU time (load {out['load_avg_1m']}); "
           f"peak RSS {out['peak_rss_mib']} MiB (before feeding {out['rss_before_feed_mib']} MiB); "
           f"self-check {est.self_check}", file=sys.stderr)
     return 0

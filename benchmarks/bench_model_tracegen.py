@@ -24,7 +24,7 @@ XR_UR = int(XrstorCause.USER_RETURN)
 MODE_PROBE, MODE_TRACEPOINT = 0, 1
 
 # generator state: G[...]
-G_CLOCK, G_N, G_EAGER, G_MODE, G_LOST_PPM, G_NCPU, G_NTASK = range(7)
+G_CLOCK, G_N, G_EAGER, G_MODE, G_LOST_PPM, G_NCPU, G_NTASK, G_NO_EXIT = range(8)
 # task columns: TK[task, ...]
 TK_TID, TK_KTHREAD, TK_ALIVE, TK_CPU, TK_INUSER, TK_NEED, TK_LAST = range(7)
 
@@ -76,7 +76,8 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
                 y = -1
             if x < 0 and y < 0:
                 continue
-            exiting = x >= 0 and TK[x, TK_KTHREAD] == 0 and np.random.randint(0, 40) == 0
+            exiting = (x >= 0 and TK[x, TK_KTHREAD] == 0 and np.random.randint(0, 40) == 0
+                       and G[G_NO_EXIT] == 0)
             if exiting:                   # keep two user tasks alive, or the machine would stall
                 alive = 0
                 for j in range(ntask):
@@ -178,7 +179,8 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
 
 class TraceGen:
     def __init__(self, cpus: int = 4, tasks: int = 64, kthreads: int = 4, seed: int = 0,
-                 policy: str = "deferred", mode: str = "probe", lost_ppm: int = 0):
+                 policy: str = "deferred", mode: str = "probe", lost_ppm: int = 0,
+                 exits: bool = True):
         self.cpus, self.tasks, self.kthreads = cpus, tasks, kthreads
         self.policy, self.mode = policy, mode
         n = tasks + kthreads
@@ -186,6 +188,7 @@ class TraceGen:
         self.G[G_EAGER] = int(policy == "eager")
         self.G[G_MODE] = MODE_PROBE if mode == "probe" else MODE_TRACEPOINT
         self.G[G_LOST_PPM] = lost_ppm
+        self.G[G_NO_EXIT] = int(not exits)       # no exits: a fixed task population (memory runs)
         self.G[G_NCPU], self.G[G_NTASK] = cpus, n
         self.TK = np.zeros((n, 7), dtype=np.int64)
         self.TK[:, TK_TID] = np.arange(n) + 1000

@@ -12,6 +12,7 @@ from .layout import (CF_OWNER, OWNER_RING, RATE_SLOTS, S_GAP, S_INFERRED, S_LAST
 from .report import caller_table, hist_table, owner_name, task_table
 from .snapshot import CpuView, OwnerInterval, PolicyView, Snapshot, TaskDetail
 
+MAX_STRIP = 256                      # owner intervals per CPU in a snapshot (downsampled beyond)
 SNAPSHOT_TASK_COLUMNS = ["tid", "tgid", "comm", "kthread", "xsave", "xrstor", "avoidable_xrstor",
                          "kfpu_sections", "kfpu_ns", "state", "last_cpu"]
 
@@ -24,8 +25,13 @@ def _strip(model, c: int, lo_ns: int, now_ns: int) -> tuple[OwnerInterval, ...]:
     idx = np.arange(head - n, head) % OWNER_RING
     ts, own = model._OTS[c, idx], model._OOWN[c, idx]
     first = max(0, int(np.searchsorted(ts, lo_ns, side="right")) - 1)
+    ts, own = ts[first:], own[first:]
+    n = len(ts)
+    if n > MAX_STRIP:   # a strip is a few hundred cells wide: keep evenly spaced changes
+        keep = np.unique(np.linspace(0, n - 1, MAX_STRIP).astype(np.int64))
+        ts, own, n = ts[keep], own[keep], len(keep)
     out = []
-    for j in range(first, n):
+    for j in range(n):
         start = max(int(ts[j]), lo_ns)
         end = int(ts[j + 1]) if j + 1 < n else now_ns
         if end < start:
