@@ -104,7 +104,7 @@ def get_task(tid, slot, T, PT, S, npol):
 
 # ---------------------------------------------------------------- measured ownership
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def set_owner(c, owner, ts, C, T, OTS, OOWN, OHEAD):
     old = C[c, CF_OWNER]
     if old == owner:
@@ -148,7 +148,7 @@ def pol_valid(p, c, t, PC, PT):
     return PC[p, c] == t and PT[p, t, PF_LASTCPU] == c
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_save(p, t, c, PC, PT, T, FS, full):
     PT[p, t, PF_XSAVE] += 1
     PT[p, t, PF_BYTES] += xstate_bytes(T[t, TF_XFEAT], FS, full)
@@ -160,7 +160,7 @@ def pol_save(p, t, c, PC, PT, T, FS, full):
     PC[p, c] = t                          # saving from the registers proves they held its state
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_restore(p, t, c, pending, PC, PT, T, FS, full):
     PT[p, t, PF_XRSTOR] += 1
     PT[p, t, PF_BYTES] += xstate_bytes(T[t, TF_XFEAT], FS, full)
@@ -170,7 +170,7 @@ def pol_restore(p, t, c, pending, PC, PT, T, FS, full):
     PC[p, c] = t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_invalidate(p, c, PC, PT):
     o = PC[p, c]
     if o >= 0 and PT[p, o, PF_PENDING] != 0 and PT[p, o, PF_LASTCPU] == c:
@@ -179,7 +179,7 @@ def pol_invalidate(p, c, PC, PT):
     PC[p, c] = OWN_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_switch(p, c, prev, nxt, PP, PC, PT, T, FS, full):
     if is_user(T, prev) and PT[p, prev, PF_NEEDLOAD] == 0:
         pol_save(p, prev, c, PC, PT, T, FS, full)           # regs stay valid: owner unchanged
@@ -193,20 +193,20 @@ def pol_switch(p, c, prev, nxt, PP, PC, PT, T, FS, full):
             PT[p, nxt, PF_NEEDLOAD] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_kfpu_begin(p, c, t, PC, PT, T, FS, full):
     if is_user(T, t) and PT[p, t, PF_NEEDLOAD] == 0:
         pol_save(p, t, c, PC, PT, T, FS, full)
     pol_invalidate(p, c, PC, PT)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_kfpu_end(p, c, t, PP, PC, PT, T, FS, full):
     if PP[p, PP_EAGER] != 0 and is_user(T, t) and PT[p, t, PF_NEEDLOAD] != 0:
         pol_restore(p, t, c, 1, PC, PT, T, FS, full)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pol_user_return(p, c, t, PP, PC, PT, T, FS, full):
     if not is_user(T, t):
         return
@@ -220,7 +220,7 @@ def pol_user_return(p, c, t, PP, PC, PT, T, FS, full):
 
 # ---------------------------------------------------------------- evidence -> all policies
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_user_return(c, t, PP, PC, PT, T, S, FS):
     """Task ``t`` executes user-mode instructions on ``c`` now (observed or derived)."""
     if not is_user(T, t):
@@ -319,7 +319,7 @@ def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
     C[c, CF_PEND_NEW] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS):
     """Task ``t`` shows up on CPU ``c``: an action still held back for it on another CPU must be
     replayed first (its own save/restore would have come before the task could run here)."""
@@ -331,7 +331,7 @@ def flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS):
     T[t, TF_PEND_CPU] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def hold(c, kind, a, b, inferred, is_new, C, T):
     T[a, TF_PEND_CPU] = c + 1
     if b >= 0:
