@@ -47,7 +47,8 @@ async def until(pilot, cond, timeout_s: float = 120.0) -> None:
 
 
 async def first_picture(pilot, app) -> None:
-    await until(pilot, lambda: app.pictures > 0)
+    # generous: after a change to the model its numba code recompiles (minutes on a busy machine)
+    await until(pilot, lambda: app.pictures > 0, timeout_s=500)
     await pilot.pause()
 
 
@@ -61,7 +62,8 @@ def screen_text(app) -> str:
 
 def table_tids(app) -> list[int]:
     table = app.screen.query_one(TasksTable)
-    return [int(table.coordinate_to_cell_key((r, 0)).row_key.value) for r in range(table.row_count)]
+    return [int(table.coordinate_to_cell_key((r, 0)).row_key.value.split("#")[0])
+            for r in range(table.row_count)]
 
 
 def model_at(at_ns: int) -> Model:
@@ -264,3 +266,64 @@ async def test_r_does_nothing_in_a_replay(tmp_path, monkeypatch):
         await pilot.press("r")
         await pilot.pause(0.3)
     assert not list(tmp_path.iterdir())
+
+
+class RecordedStream:
+    """A live producer replaying the demo recording's events in batches, over and over (each lap
+    shifted in time so the stream stays ordered), at ~50k events/s; no kernel needed."""
+
+    def __init__(self, batch: int = 500) -> None:
+        tr = load(DEMO)
+        src = ReplaySource.from_batches(tr.batches(), tr.meta)
+        self.meta, self.events, self.batch, self.closed = tr.meta, src.events, batch, False
+        self.sent = 0
+        self.lap_ns = src.duration_ns + 1_000_000
+
+    def poll(self, timeout_s: float) -> list:
+        import time
+        lap, at = divmod(self.sent, len(self.events))
+        out = self.events[at:at + self.batch].copy()
+        out["ts_ns"] += lap * self.lap_ns
+        self.sent += len(out)
+        time.sleep(0.01)
+        return [out]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def live_app(tmp_path) -> tuple[FputraceApp, RecordedStream]:
+    from fputrace.tui.sources import LiveSource
+    stream = RecordedStream()
+    return FputraceApp(LiveSource(stream), record_dir=tmp_path), stream
+
+
+@sync
+async def test_live_p_freezes_the_picture_and_r_records_a_loadable_file(tmp_path):
+    app, stream = live_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_picture(pilot, app)
+        assert app.status.live and not app.status.recording_path
+        # r: start recording; the file gets what arrives from now on, named tasks first
+        await pilot.press("r")
+        await until(pilot, lambda: app.status.recording_path != "")
+        path = Path(app.status.recording_path)
+        assert path.parent == tmp_path and path.suffix == ".fpt"
+        await until(pilot, lambda: app.status.recorded_events > 5_000)
+        await pilot.press("r")
+        await until(pilot, lambda: app.status.recording_path == "")
+        # p: the picture stops changing while the model keeps eating
+        await pilot.press("p")
+        await until(pilot, lambda: app.status.paused)
+        shown, fed = app.snapshot.events, app.source.fed_events
+        await until(pilot, lambda: app.source.fed_events > fed)
+        await pilot.pause(0.3)
+        assert app.snapshot.events == shown
+        await pilot.press("p")
+        await until(pilot, lambda: not app.status.paused)
+        assert "PAUSED" not in screen_text(app)
+        await pilot.press("q")
+    assert stream.closed                              # quitting closes the capture
+    rec = load(path)
+    assert rec.meta.get("closed") and rec.meta["host"] == app.source.meta["host"]
+    assert len(rec.events) > 5_000 and set(rec.tasks["comm"]) & {"fpdemo-ping", "qemu-system-x86"}
