@@ -58,14 +58,15 @@ class SlowModel(HandModel):
 
 
 def test_a_full_queue_drops_instead_of_blocking_and_the_model_hears_of_it_as_lost():
-    """A model that cannot keep up (10 ms per batch of 1000 at 1M ev/s) with a 4-batch queue:
+    """A model that cannot keep up (10 ms per batch of 1000 at 1M ev/s) with a 4000-event queue:
     the capture thread must not wait; what it drops reaches the model as LOST events, exactly."""
     models = []
     producer = PacedProducer(rate=1_000_000, seconds=0.5, batch=1000)
     src = LiveSource(producer, model_factory=lambda: models.append(SlowModel()) or models[-1],
-                     queue_batches=4)
+                     queue_events=4000)
     msgs = run_source(src, lambda m: producer.finished and src.batches.empty()
                       and not src.ledger.pending)
+    assert src.max_queued_events <= 4000
     model = models[0]
     assert src.ledger.dropped_batches > 0
     assert src.captured_events == producer.sent                  # capture never stalled

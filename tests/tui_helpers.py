@@ -9,9 +9,13 @@ from fputrace.model.snapshot import (KERNEL, NONE, TASK, UNKNOWN, CpuView, Owner
                                      PolicyView, Snapshot, TaskDetail)
 
 S = 1_000_000_000
-META = {"host": "testhost", "kernel": "6.18.0-test", "modes": {"switch_save": "exact",
-        "user_return_restore": "exact", "kfpu": "inferred"},
-        "xstate": {"features": ["x87", "SSE", "AVX", "PKRU"], "size_bytes": 832}}
+META = {"host": "testhost", "kernel_release": "6.18.0-test", "capture_mode": "tracepoint",
+        "modes": {"switch_save": {"attach": "tracepoint:x86_fpu:x86_fpu_regs_deactivated", "exact": True},
+                  "user_return_restore": {"attach": "tracepoint:x86_fpu:x86_fpu_regs_activated",
+                                          "exact": True},
+                  "kfpu": {"attach": "inference:raw_syscalls", "exact": False}},
+        "xstate": {"features": [{"name": n} for n in ("x87", "SSE", "AVX", "PKRU")],
+                   "total_bytes": 832}}
 
 
 def hand_made_snapshot(now_ns: int = 20 * S, lost: int = 0) -> Snapshot:
