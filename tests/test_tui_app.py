@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.tui, pytest.mark.timeout(600)]
 
 DEMO = Path(__file__).resolve().parent.parent / "fputrace" / "data" / "demo.fpt"
 S = 1_000_000_000
-AT_NS = 6 * S
+AT_NS = 70 * S          # in the busy part of the demo (the recorder starts up first)
 
 
 def sync(test):
@@ -93,7 +93,7 @@ async def test_dashboard_shows_the_models_numbers(expected):
         want = expected.tasks.sort_values(["xrstor", "tid"], ascending=[False, True])["tid"].tolist()
         assert table_tids(app) == want
         header = str(app.screen.query_one("#header").render())
-        assert "REPLAY" in header and "0:06.0/" in header and "lost 0" in header
+        assert "REPLAY" in header and "1:10.0/" in header and "lost 0" in header
         assert len(app.screen.query(".cpu-row")) == len(expected.cpus)
 
 
@@ -188,10 +188,10 @@ async def test_slash_filters_tasks_by_name(expected):
         await first_picture(pilot, app)
         await pilot.press("slash")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
-        await pilot.press(*"fpdemo", "enter")
+        await pilot.press(*"python", "enter")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         tids = table_tids(app)
-        want = set(expected.tasks[expected.tasks["comm"].str.contains("fpdemo")]["tid"])
+        want = set(expected.tasks[expected.tasks["comm"].str.contains("python")]["tid"])
         assert tids and set(tids) == want
         await pilot.press("slash")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
@@ -326,4 +326,4 @@ async def test_live_p_freezes_the_picture_and_r_records_a_loadable_file(tmp_path
     assert stream.closed                              # quitting closes the capture
     rec = load(path)
     assert rec.meta.get("closed") and rec.meta["host"] == app.source.meta["host"]
-    assert len(rec.events) > 5_000 and set(rec.tasks["comm"]) & {"fpdemo-ping", "qemu-system-x86"}
+    assert len(rec.events) > 5_000 and {"python3", "fputrace"} <= set(rec.tasks["comm"])

@@ -43,12 +43,14 @@ def run(args) -> int:
         raise CaptureError(f"the live dashboard needs root (BPF): run `sudo fputrace`; or {NO_LIVE_HINT}")
     from ..tui.sources import SourceConfig
     config = SourceConfig(window_ns=int(args.window * 1e9))
-    source = replay_source(args.file, config, args.at, args.paused, args.speed) if args.file \
+    source = replay_source(args.file, config, args.at, args.paused, args.speed,
+                           getattr(args, "from_activity", False)) if args.file \
         else live_source(config, args.mode)
     return run_app(source, args.record_dir)
 
 
-def replay_source(path: str, config, at: str | None, paused: bool, speed: float):
+def replay_source(path: str, config, at: str | None, paused: bool, speed: float,
+                  from_activity: bool = False):
     from ..errors import UsageError
     from ..tui.app import parse_time_ns
     from ..tui.sources import open_replay
@@ -56,7 +58,8 @@ def replay_source(path: str, config, at: str | None, paused: bool, speed: float)
         start_ns = parse_time_ns(at) if at else None
     except ValueError:
         raise UsageError(f"--at {at!r}: not a time (try 12.5 or 1:02)") from None
-    return open_replay(path, config=config, start_ns=start_ns, playing=not paused, speed=speed)
+    return open_replay(path, config=config, start_ns=start_ns, playing=not paused, speed=speed,
+                       from_activity=from_activity)
 
 
 def live_source(config, mode: str):

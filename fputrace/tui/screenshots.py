@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m fputrace.tui.screenshots docs/      # live (needs root) and replay
     .venv/bin/python -m fputrace.tui.screenshots docs/ --no-live  # replay of the demo only
 
-Writes dashboard-replay.svg (the bundled demo, paused 6 s in, 160x48), dashboard-replay-80x24.svg,
+Writes dashboard-replay.svg (the bundled demo, paused 70 s in, 160x48), dashboard-replay-80x24.svg,
 task-view.svg, and dashboard-live.svg (this host, after --live-seconds of capture) when it can.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .screens.task_detail import TaskDetailScreen
 from .sources import Source, open_replay
 from .widgets.tasks import TasksTable
 
-REPLAY_AT_NS = 6_000_000_000
+REPLAY_AT_NS = 70_000_000_000
 
 
 async def _shoot(source: Source, out: Path, size: tuple[int, int], wait_s: float = 0.0,

@@ -359,6 +359,7 @@ class ReplaySource(Source):
     def _run(self, post, is_cancelled) -> None:
         start = self.duration_ns if self._start_rel_ns is None and not self.playing else \
             (self._start_rel_ns or 0)
+        self.position_ns = start
         model = self._feed_to(None, start)
         post(self._picture(model, self._status()))
         period_s = 1.0 / self.config.snapshot_hz
@@ -408,8 +409,15 @@ def _next_speed(speed: float, direction: int, speeds: tuple[float, ...]) -> floa
     return next((s for s in reversed(speeds) if s < speed), speeds[0])
 
 
-def open_replay(path: str, **kw) -> ReplaySource:
-    """A replay source over a recording file (FileFormatError for anything unreadable)."""
+def open_replay(path: str, *, from_activity: bool = False, **kw) -> ReplaySource:
+    """A replay source over a recording file (FileFormatError for anything unreadable).
+    ``from_activity``: start a second before the first FPU event (skips a recorder's start-up)."""
     from ..trace import load
     trace = load(path)
-    return ReplaySource.from_batches(trace.batches(), trace.meta, **kw)
+    source = ReplaySource.from_batches(trace.batches(), trace.meta, **kw)
+    if from_activity and kw.get("start_ns") is None:
+        fpu = np.isin(source.events["kind"], (Kind.XSAVE, Kind.XRSTOR, Kind.KFPU_BEGIN))
+        if fpu.any():
+            first = int(source.events["ts_ns"][np.argmax(fpu)]) - source.t0_ns
+            source._start_rel_ns = max(0, first - NS_PER_S)
+    return source
