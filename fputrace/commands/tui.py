@@ -34,13 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..errors import CaptureError, UsageError
-    if not (sys.stdout.isatty() and sys.stdin.isatty()):
-        raise UsageError("the dashboard needs a terminal; for text output use "
-                         "`fputrace record` and `fputrace report FILE`")
     if args.window <= 0 or args.speed <= 0:
         raise UsageError("--window and --speed must be positive")
     if not args.file and os.geteuid() != 0:     # before any heavy import: say it at once
         raise CaptureError(f"the live dashboard needs root (BPF): run `sudo fputrace`; or {NO_LIVE_HINT}")
+    if args.file:
+        from ..recording import open_recording
+        open_recording(args.file, warn=False)   # a bad file is one line, terminal or not
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise UsageError("the dashboard needs a terminal; for text output use "
+                         "`fputrace record` and `fputrace report FILE`")
     from ..tui.sources import SourceConfig
     config = SourceConfig(window_ns=int(args.window * 1e9))
     source = replay_source(args.file, config, args.at, args.paused, args.speed,
