@@ -36,7 +36,7 @@ def exactness(model) -> dict[str, str]:
 
     if int(S[S_UNSEEN_SAVES]):
         out["xsave"] += (f"; {int(S[S_UNSEEN_SAVES])} kernel-FPU save(s) inferred from switch-outs "
-                         "that found the registers already saved")
+                         "that found the registers already saved (not in the counts)")
     xr = _exact(modes, "xrstor")
     if xr:
         out["xrstor"] = "exact"

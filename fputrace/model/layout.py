@@ -15,8 +15,8 @@ NCAUSE = 8                       # room for XsaveCause / XrstorCause values 0..7
 # --- per task: T[task, TF_*] ---
 (TF_TID, TF_TGID, TF_KTHREAD, TF_DEAD, TF_GEN, TF_XFEAT, TF_GAP, TF_KFPU, TF_KFPU_INF, TF_KFPU_NS,
  TF_KFPU_MAX_NS, TF_AVOID, TF_PENDING, TF_STATE, TF_OWNER_CPU, TF_LAST_CPU, TF_XS_BYTES,
- TF_XR_BYTES, TF_FIRST_TS, TF_LAST_TS, TF_PEND_CPU) = range(21)
-TF_XS = 21                       # TF_XS + XsaveCause: measured XSAVE count per cause
+ TF_XR_BYTES, TF_FIRST_TS, TF_LAST_TS, TF_PEND_CPU, TF_XS_UNSEEN) = range(22)
+TF_XS = 22                       # TF_XS + XsaveCause: measured XSAVE count per cause
 TF_XR = TF_XS + NCAUSE           # TF_XR + XrstorCause: measured XRSTOR count per cause
 NTF = TF_XR + NCAUSE
 
