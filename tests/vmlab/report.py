@@ -25,7 +25,7 @@ FIELDS = (("kfpu_begin", "kernel FPU sections"), ("xsave", "XSAVE"), ("xrstor", 
 
 def _pair(r: dict, field: str) -> str:
     a, b = r[f"fpt_{field}"], r[f"bt_{field}"]
-    return f"{a:,} / {b:,}" + ("" if a == b else " ✗")
+    return f"{a:,} / {b:,}" + ("" if a == b else f" ({a - b:+,})")
 
 
 def _pct(a: int, b: int) -> str:
@@ -46,7 +46,8 @@ def render(results: dict[str, dict]) -> str:
            f"(fputrace {_git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
            "Each kernel is booted once under QEMU; bpftrace (kprobes) and four `fputrace record` "
            "processes (fentry, kprobe, auto, tracepoint) run at the same time and observe the same "
-           "workload processes. Cells are **fputrace / bpftrace** per process; ✗ marks a difference.",
+           "workload processes. Cells are **fputrace / bpftrace** per process; a difference is shown "
+           "as (+n) / (−n).",
            "", "| kernel | booted | guest time | accel |", "|---|---|---|---|"]
     for label, res in results.items():
         k = res["kernel"]

@@ -165,6 +165,11 @@ def main() -> int:
     time.sleep(1.0)
     save()
 
+    # --- evidence for any fentry/kprobe difference: BPF programs' recursion misses (a kprobe
+    #     program is skipped when it fires while another kprobe-attached program runs on the CPU)
+    for what in ("prog", "link"):
+        res = subprocess.run(["bpftool", "-j", what, "show"], capture_output=True, text=True)
+        (out / f"bpftool-{what}.json").write_text(res.stdout if res.returncode == 0 else "[]")
     # --- clean stops: recorders first (they drain and close their files), then bpftrace
     for mode, (proc, lg) in recorders.items():
         if proc.poll() is None:
