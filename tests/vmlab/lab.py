@@ -150,6 +150,22 @@ def compare_row(mode: str, workload: str, pid: int, fpt: dict, bt: dict) -> dict
     return row
 
 
+def kprobe_misses(run_dir: Path) -> dict[str, int]:
+    """bpftrace's kprobe programs (named after the probed function, 15 chars) -> recursion misses:
+    runs the kernel skipped because another BPF program was active on that CPU (bpf_prog_active).
+    Such hits are missing from bpftrace's counts; fentry programs are not skipped this way."""
+    path = run_dir / "out" / "bpftool-prog.json"
+    try:
+        progs = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for field, probe in EXACT_PAIRS.items():
+        out[field] = max([int(p.get("recursion_misses", 0)) for p in progs
+                          if p.get("type") == "kprobe" and p.get("name") == probe[:15]] or [0])
+    return out
+
+
 def analyse(run_dir: Path, guest: dict) -> dict:
     pids_by_name = workload_pids(guest)
     pids = set(pids_by_name.values())
@@ -163,7 +179,7 @@ def analyse(run_dir: Path, guest: dict) -> dict:
         modes[mode] = analyse_recording(path, pids)
         for name, pid in pids_by_name.items():
             rows.append(compare_row(mode, name, pid, modes[mode], bt_counts.get(pid, {})))
-    return {"modes": modes, "rows": rows}
+    return {"modes": modes, "rows": rows, "bpftrace_kprobe_misses": kprobe_misses(run_dir)}
 
 
 def _jsonable(obj):

@@ -61,6 +61,12 @@ def render(results: dict[str, dict]) -> str:
             if r["mode"] in lab.EXACT_MODES:
                 out.append(f"| {label} | {r['mode']} | {r['workload']} | "
                            + " | ".join(_pair(r, f) for f, _ in FIELDS) + " |")
+    out += ["", "bpftrace's kprobe programs skipped by the kernel while another BPF program ran on the "
+            "same CPU (bpftool `recursion_misses`, whole guest; a difference above is allowed up to this):", ""]
+    for label, res in results.items():
+        misses = res.get("bpftrace_kprobe_misses")
+        out.append(f"- {label}: " + (", ".join(f"{k} {v:,}" for k, v in misses.items()) if misses
+                                     else "not measured in this run"))
     out += ["", "## Tracepoint-only mode: exact part and inference", "",
             "Inference (SPEC 5.4) sees at most one kernel FPU section per syscall, so it is compared "
             "with the number of syscalls during which the kernel FPU was used (bpftrace: "
