@@ -41,3 +41,42 @@ def test_version_matches_package():
     res = run_fputrace("--version")
     assert res.returncode == 0
     assert res.stdout.strip() == f"fputrace {fputrace.__version__}"
+
+
+def test_analysis_runs_for_an_unprivileged_user_without_a_home():
+    """`fputrace report` needs no root; numba's compiled-code cache must not need a writable home
+    or a writable install (it falls back to a per-user temporary directory)."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+
+    from fputrace.resources import bpf_dir
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as the user 'nobody'")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    demo = bpf_dir().parent / "fputrace" / "data" / "demo.fpt"
+    if not demo.exists():
+        demo = bpf_dir().parent / "data" / "demo.fpt"
+    import tempfile
+    from pathlib import Path
+    shared = Path(tempfile.mkdtemp(prefix="fputrace-nobody-"))   # pytest's tmp_path is root-only
+    os.chmod(shared, 0o755)
+    copy = shared / "demo.fpt"
+    shutil.copy(demo, copy)
+    os.chmod(copy, 0o644)
+    probe = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", f"test -r {sys.executable} && test -r {copy}"])
+    if probe.returncode != 0:
+        pytest.skip("the checkout or the venv is not readable by 'nobody' (a private home directory)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["HOME"] = "/nonexistent"
+    res = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c",
+                          f"{sys.executable} -m fputrace report {copy} --format json --top 1"],
+                         capture_output=True, text=True, timeout=900, env=env)
+    shutil.rmtree(shared, ignore_errors=True)
+    assert res.returncode == 0, res.stderr
+    assert '"xsave"' in res.stdout and "Traceback" not in res.stderr

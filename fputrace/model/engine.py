@@ -18,7 +18,11 @@ Semantics (SPEC 5.2-5.4), per CPU:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .jitcache import ensure_writable_cache
+
+ensure_writable_cache()
+from numba import njit  # noqa: E402  (after the cache location is settled)
 
 from ..events import Kind, XrstorCause, XsaveCause
 from .layout import *  # noqa: F401,F403  (numba freezes these module constants at compile time)
