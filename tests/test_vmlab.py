@@ -162,16 +162,16 @@ def test_event_counts_equal_bpftrace(lab, mode):
 @pytest.mark.parametrize("mode", labmod.EXACT_MODES)
 def test_model_report_equals_bpftrace(lab, mode):
     """The model's per-process report (`fputrace report --format json`) keeps the exact counts:
-    XSAVE, XRSTOR and the *observed* kernel FPU sections (sections minus inferred ones).
-    Known model issue (6.1 rerun, 11:35 UTC): in exact modes the model may add 1 inferred
-    section per process on top of the observed ones; those are shown in RESULTS.md, not failed
-    here, until the model stops inferring where kernel_fpu_begin is probed."""
+    XSAVE, XRSTOR and kernel FPU sections equal bpftrace's, and in an exact mode the model infers
+    no section of its own (kernel_fpu_begin is probed: every section is seen)."""
     _guest_ok(lab)
     _need_mode(lab, mode)
     assert "model_error" not in lab["modes"][mode], lab["modes"][mode].get("model_error")
-    rows = [dict(r, model_kfpu_observed=(r["model_kfpu_sections"] or 0) - (r["model_kfpu_sections_inferred"] or 0))
-            for r in _rows(lab, mode)]
-    diff = _count_diffs(lab, rows, mode, [("model_kfpu_observed", "bt_kfpu_begin"), ("model_xsave", "bt_xsave"),
+    rows = _rows(lab, mode)
+    invented = {r.get("workload", i): r["model_kfpu_sections_inferred"]
+                for i, r in enumerate(rows) if r["model_kfpu_sections_inferred"]}
+    assert not invented, f"{lab['kernel']['release']} --mode {mode}: inferred sections in an exact mode: {invented}"
+    diff = _count_diffs(lab, rows, mode, [("model_kfpu_sections", "bt_kfpu_begin"), ("model_xsave", "bt_xsave"),
                                           ("model_xrstor", "bt_xrstor")])
     assert not diff, f"{lab['kernel']['release']} --mode {mode}:\n" + "\n".join(diff)
 

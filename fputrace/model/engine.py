@@ -267,8 +267,9 @@ def unseen_kfpu_save(c, t, PP, PC, PT, T, S, FS):
         pol_kfpu_begin(p, c, t, PC, PT, T, FS, full)
         pol_kfpu_end(p, c, t, PP, PC, PT, T, FS, full)
     T[t, TF_XS_UNSEEN] += 1              # kept apart: measured XSAVE counts stay what was seen
-    T[t, TF_KFPU] += 1
-    T[t, TF_KFPU_INF] += 1
+    if S[S_KFPU_EXACT] == 0:             # with probes on kernel_fpu_begin every section is seen:
+        T[t, TF_KFPU] += 1               # the unseen save came from elsewhere (e.g. before the
+        T[t, TF_KFPU_INF] += 1           # trace), so no section is invented
     S[S_UNSEEN_SAVES] += 1
 
 

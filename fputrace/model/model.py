@@ -17,7 +17,7 @@ from ..events import Kind, args_to_comm
 from . import engine
 from .cost import CostModel, load_cost_model, xstate_table
 from .layout import (CA_HIST, NCA, NCF, NHIST, NPF, NS, NTF, OWN_UNKNOWN, OWNER_RING, PP_EAGER,
-                     PP_VALIDITY, RATE_SLOTS, S_FIRST_TS, S_FULL_MASK, S_HAS_UR_EVENTS, S_NPOL,
+                     PP_VALIDITY, RATE_SLOTS, S_FIRST_TS, S_FULL_MASK, S_HAS_UR_EVENTS, S_KFPU_EXACT, S_NPOL,
                      S_NTASKS, S_REC_DEFERRED, S_REC_POLICY, S_UR_ASSUMED, CF_CUR, CF_OWNER,
                      CF_UNKNOWN, CF_PEND_KIND, TF_KTHREAD, TF_TGID, CF_KFPU_CALLER)
 from .policies import DEFAULT_POLICIES, resolve, recorded_policy
@@ -68,6 +68,8 @@ class Model:
         # docstring); assume deferred when the metadata does not say (every kernel since 2019).
         S[S_REC_DEFERRED] = 0 if rp == "eager" else 1
         S[S_HAS_UR_EVENTS] = int(_modes_have(self.meta, "user_return"))
+        kfpu_mode = (self.meta.get("modes") or {}).get("kfpu_begin") or {}
+        S[S_KFPU_EXACT] = int(_modes_have(self.meta, "kfpu_begin") and bool(kfpu_mode.get("exact")))
         S[S_UR_ASSUMED] = int(rp == "eager" and not S[S_HAS_UR_EVENTS])
         self._slot = np.full(1024, -1, dtype=np.int64)
         self._T = np.zeros((256, NTF), dtype=np.int64)
