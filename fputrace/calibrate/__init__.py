@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import FputraceError
+from ..hostinfo import cpu_model
 from ..model.cost import default_cost_model_path
 
 EXIT_NO_XSAVE = 3
@@ -62,16 +63,6 @@ def build(cache_dir: Path | None = None) -> Path:
         raise CalibrationError(f"building the XSAVE benchmark with {cc} failed: {first}")
     tmp.replace(exe)
     return exe
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(runs: int = 2000, cache_dir: Path | None = None) -> dict:
