@@ -43,7 +43,8 @@ mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /
 N=/newroot
 mount -t proc proc $N/proc; mount -t sysfs sysfs $N/sys; mount -t devtmpfs devtmpfs $N/dev
 mkdir -p $N/dev/pts $N/dev/shm; mount -t devpts devpts $N/dev/pts; mount -t tmpfs tmpfs $N/dev/shm
-mount -t tmpfs tmpfs $N/run; mount -t tmpfs tmpfs $N/tmp
+# /tmp stays the host's (through the overlay): a checkout under /tmp must be visible in the guest
+mount -t tmpfs tmpfs $N/run
 mount -t debugfs debugfs $N/sys/kernel/debug; mount -t tracefs tracefs $N/sys/kernel/tracing
 mount -t bpf bpf $N/sys/fs/bpf
 mount -t 9p -o trans=virtio,version=9p2000.L,rw,msize=512000 rundir $N$RUNDIR || fail "cannot mount the run dir"
