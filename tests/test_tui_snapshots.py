@@ -42,6 +42,7 @@ async def task_view(pilot) -> None:
             break
         await pilot.pause(0.05)
     await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
 
 
 async def help_screen(pilot) -> None:

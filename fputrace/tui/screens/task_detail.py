@@ -98,7 +98,11 @@ class TaskDetailScreen(Screen[None]):
         with Horizontal(id="detail-tables"):
             causes = DataTable(id="detail-causes", classes="panel", cursor_type="row")
             causes.border_title = "Saves and restores by cause"
-            causes.add_columns("KIND", "CAUSE", "COUNT", "AVOIDABLE")
+            # fixed widths (the longest kind, XRSTOR, and cause, user_return): a DataTable sizes
+            # auto columns after rows land, so a picture taken in between would differ
+            causes.add_column("KIND", width=6)
+            causes.add_column("CAUSE", width=11)
+            causes.add_columns("COUNT", "AVOIDABLE")
             yield causes
             recent = DataTable(id="detail-intervals", classes="panel", cursor_type="row")
             recent.border_title = "Recent intervals"
