@@ -53,14 +53,14 @@ def main() -> int:
         if args.quick and "50000000" in cmd:
             continue
         print(f"== {title}", file=sys.stderr, flush=True)
-        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                             env={**os.environ, "COLUMNS": "110"})
+        res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=1800, env={**os.environ, "COLUMNS": "110"})
         lines = [ln.rstrip() for ln in res.stdout.splitlines()
                  if ln.strip() and any(ln.lstrip().startswith(k) for k in keep)]
         shown = " ".join(a if a != PY else "python" for a in cmd).replace(str(Path(PY).parent) + "/", "")
         out += [f"**{title}** — target: {target}", "", "```", f"$ {shown}", *lines]
         if res.returncode != 0:
-            out.append(f"(exit status {res.returncode}: {res.stderr.strip().splitlines()[-1:]})")
+            out.append(f"(exit status {res.returncode}: {res.stdout.strip().splitlines()[-1:]})")
         out += ["```", ""]
     Path(args.output).write_text("\n".join(out))
     print(f"wrote {args.output}", file=sys.stderr)
