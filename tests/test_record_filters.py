@@ -19,17 +19,22 @@ def _own_events(tr):
     return ev[~ev.kind.isin(["LOST"])]
 
 
-def test_pid_filter_keeps_only_that_process(need_bcc, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPER])
+def _record_sleeper(argv0: str, out, filter_args):
+    """Run the sleeper as ``argv0``, record 2 s with the filter built from its pid, load the file."""
+    proc = subprocess.Popen([argv0, "-c", SLEEPER])
     try:
-        out = tmp_path / "pid.fpt"
-        res = run_fputrace("record", "-q", "-o", str(out), "--pid", str(proc.pid), "--duration", "2s")
+        res = run_fputrace("record", "-q", "-o", str(out), *filter_args(proc.pid),
+                           "--duration", "2s")
         assert res.returncode == 0, res.stderr
     finally:
         proc.kill()
         proc.wait()
     import fputrace
-    tr = fputrace.load(out)
+    return proc, fputrace.load(out)
+
+
+def test_pid_filter_keeps_only_that_process(need_bcc, tmp_path):
+    proc, tr = _record_sleeper(sys.executable, tmp_path / "pid.fpt", lambda pid: ("--pid", str(pid)))
     ev = _own_events(tr)
     assert len(ev) > 50, "a task sleeping 2 ms at a time switches hundreds of times in 2 s"
     assert set(ev.tgid.unique()) == {proc.pid}
@@ -40,16 +45,7 @@ def test_pid_filter_keeps_only_that_process(need_bcc, tmp_path):
 def test_comm_filter_keeps_only_tasks_with_that_name(need_bcc, tmp_path):
     link = tmp_path / "fptcommtest"
     os.symlink(sys.executable, link)          # the task's comm is the name it was exec'ed by
-    proc = subprocess.Popen([str(link), "-c", SLEEPER])
-    try:
-        out = tmp_path / "comm.fpt"
-        res = run_fputrace("record", "-q", "-o", str(out), "--comm", "fptcommtest", "--duration", "2s")
-        assert res.returncode == 0, res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
-    import fputrace
-    tr = fputrace.load(out)
+    proc, tr = _record_sleeper(str(link), tmp_path / "comm.fpt", lambda pid: ("--comm", "fptcommtest"))
     ev = _own_events(tr)
     assert len(ev) > 50
     assert set(ev.tgid.unique()) == {proc.pid}
