@@ -1,57 +1,163 @@
-"""`fputrace calibrate` on this machine's CPU (real XSAVE, real compiler), and where it cannot run."""
+"""`fputrace calibrate` on this machine's CPU (real XSAVE, real compiler, real AMX permission where
+the CPU has AMX), and where it cannot run: no compiler, a CPU without a feature."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from fputrace.calibrate import CalibrationError, build, cost_model_from
-from fputrace.model.cost import load_cost_model
+from fputrace.capture.xstate import cpuid
+from fputrace.model.cost import XSTATE_CLASSES, load_cost_model
 from tests.conftest import run_fputrace
 
+GROUPS = dict(XSTATE_CLASSES)
 
-def _has_xsave() -> bool:
+
+def _cpu_flags() -> set[str]:
     try:
-        return " xsave " in f" {open('/proc/cpuinfo').read().replace(chr(10), ' ')} "
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    return set()
+
+
+FLAGS = _cpu_flags()
+HAVE_CC = bool(shutil.which("cc") or shutil.which("gcc"))
+need_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc/gcc) to build the XSAVE benchmark")
+need_xsave = pytest.mark.skipif("xsave" not in FLAGS, reason="this CPU does not report the xsave flag")
+# what the CPU has, by /proc/cpuinfo (the kernel's reading of CPUID), for each set beyond sse
+CPU_HAS = {"avx": "avx" in FLAGS, "avx512": "avx512f" in FLAGS, "amx": "amx_tile" in FLAGS}
+
+
+def _size(bit: int) -> int:
+    """CPUID leaf 0xD size of a component, read here independently of the benchmark."""
+    return {0: 0, 1: 0}.get(bit, cpuid(0xD, bit)[0])
+
+
+def _calibrate(tmp_path, *extra, env=None) -> tuple[dict, str]:
+    out = tmp_path / "cm.json"
+    res = run_fputrace("calibrate", "-o", str(out), *extra, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(out.read_text()), res.stdout
 
 
 @pytest.fixture
 def cache_env(tmp_path):
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
-               FPUTRACE_CACHE_DIR=str(tmp_path / "cache"))
-    return env
+    return dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
+                FPUTRACE_CACHE_DIR=str(tmp_path / "cache"))
 
 
-@pytest.mark.skipif(not shutil.which("cc") and not shutil.which("gcc"),
-                    reason="no C compiler (cc/gcc) to build the XSAVE micro-benchmark")
-@pytest.mark.skipif(not _has_xsave(), reason="this CPU does not report the xsave flag")
-def test_calibrate_writes_a_usable_cost_model(tmp_path):
-    out = tmp_path / "cm.json"
-    res = run_fputrace("calibrate", "-o", str(out), "--runs", "500")
-    assert res.returncode == 0, res.stderr
-    data = json.loads(out.read_text())
-    ins = data["details"]["instructions"]
-    for name in ("xsave", "xrstor"):
-        assert 0 <= ins[name]["min_cycles"] <= ins[name]["median_cycles"] + 50
-    # A restore of live AVX state is never free, and costs more than the timing fences around it.
-    assert data["xrstor_cycles"] > 20 and data["xsave_cycles"] > 20
-    assert data["family"].startswith("XSAVE")
-    cm = load_cost_model(out)
-    assert cm.name == str(out) and cm.cycles(1, 1) == data["xsave_cycles"] + data["xrstor_cycles"]
-    assert "XRSTOR" in res.stdout and str(out) in res.stdout
+@need_cc
+@need_xsave
+def test_calibrate_measures_each_component_set_this_cpu_has(tmp_path, cache_env):
+    data, stdout = _calibrate(tmp_path, "--runs", "2000", env=cache_env)
+    entries = {e["set"]: e for e in data["per_xfeatures"]}
+    left_out = {lo["set"]: lo["reason"] for lo in data["left_out"]}
+    assert "sse" in entries
+    for name, has in CPU_HAS.items():
+        if has and name != "amx":
+            assert name in entries, left_out.get(name)
+        elif not has:
+            assert name not in entries
+            assert "CPU has no" in left_out[name], left_out[name]
+    if CPU_HAS["amx"] and "amx" not in entries:     # a kernel may refuse: then it says why exactly
+        assert "arch_prctl" in left_out["amx"] or "kernel" in left_out["amx"], left_out["amx"]
+    prev_bytes, live = 0, 0
+    for e in data["per_xfeatures"]:                 # smallest set first, each a superset
+        xf = int(e["xfeatures"], 16)
+        live |= GROUPS[e["set"]]
+        need = live & ~1
+        assert xf & need == need, e                 # the saves really held the set
+        if data["details"]["xinuse_checked"]:
+            assert int(e["xinuse"], 16) & need == need, e
+        assert e["bytes"] == 576 + sum(_size(b) for b in range(2, 64) if xf >> b & 1)
+        assert e["bytes"] > prev_bytes
+        prev_bytes = e["bytes"]
+        for k in ("xsave_cycles", "xrstor_cycles"):
+            assert 0 < e[k] <= e[k + "_median"], e   # min <= median, both after the overhead
+        # a restore of live state costs more than the timing fences around it
+        assert e["xrstor_cycles_median"] > 20 and e["xsave_cycles_median"] > 20
+        assert set(e["instructions"]) >= {"xsave", "xsavec", "xrstor_compacted", "xrstor_standard"}
+    assert data["family"] == "XSAVES/XRSTORS" if "xsaves" in FLAGS else data["family"].startswith("XSAVE")
+    assert "stands in for XSAVES" in data["instruction"] or "xsaves" not in FLAGS
+    cm = load_cost_model(tmp_path / "cm.json")
+    assert [e.set for e in cm.per_xfeatures] == list(entries)
+    for name in left_out:
+        assert f"{name:7s} left out: {left_out[name]}" in stdout
+
+
+@need_cc
+@pytest.mark.skipif(not CPU_HAS["amx"], reason="this CPU has no AMX (no amx_tile in /proc/cpuinfo): "
+                    "the AMX-dirty set cannot be measured")
+def test_amx_dirty_saves_cost_more_than_sse_only_ones(tmp_path, cache_env):
+    data, _ = _calibrate(tmp_path, "--runs", "4000", env=cache_env)
+    entries = {e["set"]: e for e in data["per_xfeatures"]}
+    if "amx" not in entries:
+        pytest.skip(f"the kernel did not grant AMX: {dict((lo['set'], lo['reason']) for lo in data['left_out'])['amx']}")
+    amx, sse = entries["amx"], entries["sse"]
+    assert int(amx["xfeatures"], 16) & 0x60000 == 0x60000
+    assert amx["bytes"] - entries.get("avx512", sse)["bytes"] == _size(17) + _size(18)
+    assert amx["xsave_cycles_median"] > sse["xsave_cycles_median"]
+    assert amx["xrstor_cycles_median"] > sse["xrstor_cycles_median"]
+
+
+@need_cc
+@need_xsave
+def test_a_cpu_without_a_feature_leaves_its_set_out_with_the_reason(tmp_path, cache_env):
+    """FPUTRACE_CALIBRATE_HIDE makes the benchmark read those CPUID bits as 0 (documented in
+    `fputrace calibrate --help`); the default run reads the real CPU (test above)."""
+    env = dict(cache_env, FPUTRACE_CALIBRATE_HIDE="avx,amx")
+    data, stdout = _calibrate(tmp_path, "--runs", "200", env=env)
+    left_out = {lo["set"]: lo["reason"] for lo in data["left_out"]}
+    assert left_out["avx"] == "CPU has no AVX (CPUID.1:ECX[28] = 0: hidden by FPUTRACE_CALIBRATE_HIDE)"
+    assert left_out["amx"].startswith("CPU has no AMX (CPUID.(EAX=7,ECX=0):EDX[24] AMX-TILE = 0")
+    sets = [e["set"] for e in data["per_xfeatures"]]
+    assert "avx" not in sets and "amx" not in sets and sets[0] == "sse"
+    assert not int(data["per_xfeatures"][0]["xfeatures"], 16) & 0x4      # SSE only: no YMM state
+    # estimates with this file say what covers the missing classes
+    cm = load_cost_model(tmp_path / "cm.json")
+    notes = " ".join(cm.notes({}))
+    assert "no calibrated set covers" in notes and "amx" in notes and "hidden by" in notes
+
+
+@need_cc
+@need_xsave
+def test_sets_restricts_what_is_measured(tmp_path, cache_env):
+    data, _ = _calibrate(tmp_path, "--sets", "sse", "--runs", "100", env=cache_env)
+    assert [e["set"] for e in data["per_xfeatures"]] == ["sse"]
+    assert {lo["set"]: lo["reason"] for lo in data["left_out"]}["avx"] == "not requested (--sets sse)"
+
+
+def test_bad_sets_and_hide_values_are_one_line(tmp_path, cache_env):
+    res = run_fputrace("calibrate", "-o", str(tmp_path / "x.json"), "--sets", "sse,zmm", env=cache_env)
+    assert res.returncode == 2 and "unknown set zmm" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    if HAVE_CC:
+        env = dict(cache_env, FPUTRACE_CALIBRATE_HIDE="sse")
+        res = run_fputrace("calibrate", "-o", str(tmp_path / "x.json"), "--runs", "100", env=env)
+        assert res.returncode == 1 and "cannot hide sse" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_no_compiler_is_one_clear_line(tmp_path, cache_env):
-    env = dict(cache_env, CC="/nonexistent/cc", HOME=str(tmp_path))
+    env = dict(cache_env, HOME=str(tmp_path))
+    env.pop("CC", None)
     env["PATH"] = str(tmp_path / "empty")           # no cc/gcc/clang anywhere
     res = run_fputrace("calibrate", "-o", str(tmp_path / "x.json"), env=env)
     assert res.returncode == 1
-    assert "no C compiler found" in res.stderr and "builtin-default" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.strip() == ("fputrace: no C compiler found (no cc/gcc/clang in PATH; set CC, "
+                                  "or apt-get install gcc); estimates keep using the builtin-default "
+                                  "cost model")
+    env["CC"] = "/nonexistent/cc"
+    res = run_fputrace("calibrate", "-o", str(tmp_path / "x.json"), env=env)
+    assert res.returncode == 1 and "CC=/nonexistent/cc is not a program" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()
 
 
 def test_build_failure_is_reported(tmp_path, monkeypatch):
@@ -63,15 +169,84 @@ def test_build_failure_is_reported(tmp_path, monkeypatch):
         build(tmp_path / "bin")
 
 
-def test_cost_model_subtracts_overhead_and_picks_the_kernel_family():
-    raw = {"runs": 100, "xcr0": 0x207, "xsave_area_bytes": 2440, "xsaves_supported": True,
-           "features": [],
-           "cycles": {"overhead": {"min": 40, "median": 70}, "xsave": {"min": 160, "median": 200},
-                      "xsaveopt": {"min": 150, "median": 190}, "xsavec": {"min": 170, "median": 210},
-                      "xrstor": {"min": 350, "median": 380}}}
+@need_cc
+def test_a_compiler_without_amx_builds_the_rest(tmp_path, monkeypatch):
+    """A compiler that fails on the AMX part (as one without -mamx-tile support would) gets a
+    second build without it; the AMX set is then left out with the compiler's words."""
+    real = shutil.which("cc") or shutil.which("gcc")
+    fake = tmp_path / "oldcc"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *XB_NO_AMX*) exec %s \"$@\";; esac\n"
+                    "echo 'oldcc: error: unknown target amx-tile' >&2\nexit 1\n" % real)
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    exe, note = build(tmp_path / "bin")
+    assert exe.name.endswith("-noamx")
+    assert note == f"{fake} cannot build the AMX part (oldcc: error: unknown target amx-tile)"
+    assert build(tmp_path / "bin") == (exe, note)            # cached, note kept
+
+
+def _raw(**over) -> dict:
+    """Benchmark output of an imagined AVX-512 + AMX CPU (XCR0 0x602e7), in ticks per region of 8."""
+    def cyc(save, rstor):
+        return {"overhead": {"min": 40, "median": 64}, "xsave": {"min": 8 * save + 64, "median": 8 * save + 80},
+                "xsaveopt": {"min": 8 * save + 64, "median": 8 * save + 80},
+                "xsavec": {"min": 8 * save + 64, "median": 8 * save + 72},
+                "xrstor_compacted": {"min": 8 * rstor + 64, "median": 8 * rstor + 96},
+                "xrstor_standard": {"min": 8 * rstor + 64, "median": 8 * rstor + 96}}
+    sets = [
+        {"name": "sse", "live": 0x3, "rfbm": 0x202e7, "xinuse_all_runs": 0x203, "xinuse_any_run": 0x203,
+         "xstate_bv_all_runs": 0x203, "xstate_bv_any_run": 0x203, "cycles": cyc(90, 144)},
+        {"name": "avx", "live": 0x7, "rfbm": 0x202e7, "xinuse_all_runs": 0x207, "xinuse_any_run": 0x207,
+         "xstate_bv_all_runs": 0x207, "xstate_bv_any_run": 0x207, "cycles": cyc(100, 150)},
+        {"name": "avx512", "live": 0xe7, "rfbm": 0x202e7, "xinuse_all_runs": 0x2e7, "xinuse_any_run": 0x2e7,
+         "xstate_bv_all_runs": 0x2e7, "xstate_bv_any_run": 0x2e7, "cycles": cyc(150, 200)},
+        {"name": "amx", "live": 0x600e7, "rfbm": 0x602e7, "xinuse_all_runs": 0x602e7,
+         "xinuse_any_run": 0x602e7, "xstate_bv_all_runs": 0x602e7, "xstate_bv_any_run": 0x602e7,
+         "cycles": cyc(400, 500)},
+    ]
+    feats = [{"bit": 0, "size_bytes": 160}, {"bit": 1, "size_bytes": 256}, {"bit": 2, "size_bytes": 256},
+             {"bit": 5, "size_bytes": 64}, {"bit": 6, "size_bytes": 512}, {"bit": 7, "size_bytes": 1024},
+             {"bit": 9, "size_bytes": 8}, {"bit": 17, "size_bytes": 64}, {"bit": 18, "size_bytes": 8192}]
+    raw = {"runs": 1000, "rounds": 8, "per_region": 8, "xcr0": 0x602e7, "xsave_area_bytes": 11008,
+           "xsavec_area_bytes": 10752, "features": feats, "sets": sets,
+           "cpu": {"avx": 1, "avx512f": 1, "amx_tile": 1, "xsaveopt": 1, "xsavec": 1, "xsaves": 1,
+                   "xgetbv1": 1}}
+    raw.update(over)
+    return raw
+
+
+def test_cost_model_file_from_ticks():
+    cm = cost_model_from(_raw())
+    assert cm["family"] == "XSAVES/XRSTORS" and "XSAVEC stands in for XSAVES" in cm["instruction"]
+    e = {x["set"]: x for x in cm["per_xfeatures"]}
+    assert [x["set"] for x in cm["per_xfeatures"]] == ["sse", "avx", "avx512", "amx"]
+    # ticks per region minus the empty region's median (64), over 8 instructions
+    assert (e["sse"]["xsave_cycles"], e["sse"]["xsave_cycles_median"]) == (90.0, 91.0)
+    assert (e["sse"]["xrstor_cycles"], e["sse"]["xrstor_cycles_median"]) == (144.0, 148.0)
+    assert e["sse"]["instruction"] == "XSAVEC / XRSTOR (compacted) for the kernel's XSAVES/XRSTORS"
+    assert (e["amx"]["xfeatures"], e["amx"]["bytes"]) == ("0x602e7", 576 + 256 + 64 + 512 + 1024 + 8 + 64 + 8192)
+    assert (e["sse"]["xfeatures"], e["sse"]["bytes"]) == ("0x203", 584)
+    assert e["avx512"]["components"] == ["x87", "sse", "avx", "avx512_opmask", "avx512_zmm_hi256",
+                                         "avx512_hi16_zmm", "pkru"]
+    assert cm["xsave_cycles"] == 91.0 and cm["left_out"] == []
+    raw = _raw(cpu=dict(_raw()["cpu"], xsaves=0))
     cm = cost_model_from(raw)
-    assert cm["family"] == "XSAVES/XRSTORS"
-    assert cm["xsave_cycles"] == 210 - 70 and cm["xrstor_cycles"] == 380 - 70
-    assert cm["details"]["instructions"]["xsave"] == {"min_cycles": 120, "median_cycles": 130}
-    raw["xsaves_supported"] = False
-    assert cost_model_from(raw)["family"] == "XSAVEOPT/XRSTOR"
+    assert cm["family"] == "XSAVEOPT/XRSTOR"
+    assert cm["per_xfeatures"][0]["instruction"] == "XSAVEOPT / XRSTOR (standard) for the kernel's XSAVEOPT/XRSTOR"
+
+
+def test_sets_that_were_not_live_are_left_out():
+    raw = _raw()
+    raw["sets"][2]["xinuse_all_runs"] = 0x207       # AVX-512 state went back to init in some run
+    raw["sets"][1]["xinuse_any_run"] = 0x60207      # tiles live while measuring the AVX set
+    raw["sets"][3] = {"name": "amx", "reason": "the kernel refused AMX: arch_prctl(ARCH_REQ_XCOMP_PERM, "
+                      "XFEATURE_XTILEDATA=18) failed: Operation not permitted (errno 1)"}
+    cm = cost_model_from(raw)
+    assert [x["set"] for x in cm["per_xfeatures"]] == ["sse"]
+    why = {lo["set"]: lo["reason"] for lo in cm["left_out"]}
+    assert why["avx512"] == "the set did not stay live: XINUSE read 0x207 in some run, without 0xe0"
+    assert why["avx"] == "state of a larger set was live beside it (0x60000)"
+    assert "errno 1" in why["amx"]
+    raw["sets"] = [{"name": "sse", "reason": "x"}]
+    with pytest.raises(CalibrationError, match="no component set could be measured: sse: x"):
+        cost_model_from(raw)

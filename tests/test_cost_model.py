@@ -6,7 +6,8 @@ import json
 import pytest
 
 from fputrace.model import BUILTIN_DEFAULT, Model
-from fputrace.model.cost import CostModelError, event_bytes, load_cost_model, xstate_table
+from fputrace.model.cost import (CostModelError, event_bytes, load_cost_model, xstate_class,
+                                 xstate_table)
 from tests.scenario_builder import build
 
 AVX512_META = {"xstate": {"xcr0": "0x2e7", "compacted": True, "total_bytes": 2696, "features": [
@@ -72,3 +73,60 @@ def test_estimate_names_its_cost_model(tmp_path):
     m.feed(build("task A 1\n0 A USER_RETURN\n0 A XRSTOR"))
     est = m.estimate()
     assert est.cost_model_name == "builtin-default" and est.to_dict()["cost_model"] == "builtin-default"
+
+
+def _per_set_file(tmp_path, sets=("sse", "avx", "avx512", "amx"), left_out=()):
+    table = {"sse": ("0x203", 584, 91, 148), "avx": ("0x207", 840, 100, 150),
+             "avx512": ("0x2e7", 2440, 150, 200), "amx": ("0x602e7", 10696, 400, 500)}
+    entries = [{"set": s, "xfeatures": table[s][0], "bytes": table[s][1],
+                "xsave_cycles": table[s][2] - 5, "xrstor_cycles": table[s][3] - 5,
+                "xsave_cycles_median": table[s][2], "xrstor_cycles_median": table[s][3],
+                "instruction": "XSAVEC / XRSTOR (compacted) for the kernel's XSAVES/XRSTORS"}
+               for s in reversed(sets)]                   # order in the file does not matter
+    path = tmp_path / "per-set.json"
+    path.write_text(json.dumps({"xsave_cycles": 91, "xrstor_cycles": 148, "per_xfeatures": entries,
+                                "left_out": list(left_out), "details": {"cpu_model": "Xeon X"}}))
+    return load_cost_model(path)
+
+
+def test_each_class_is_charged_its_nearest_calibrated_superset(tmp_path):
+    cm = _per_set_file(tmp_path)
+    assert [e.set for e in cm.per_xfeatures] == ["sse", "avx", "avx512", "amx"]
+    assert xstate_class(0x3) == "sse" and xstate_class(0x207) == "avx"
+    assert xstate_class(0x227) == "avx512" and xstate_class(0x40003) == "amx"
+    assert cm.class_cycles("sse") == (91, 148) and cm.class_cycles("amx") == (400, 500)
+    # an event with only the opmask live is charged the whole AVX-512 set
+    assert cm.set_for(0x23)[0].set == "avx512" and cm.set_for(0x23)[1] == "calibrated"
+    assert cm.set_for(0x1)[0].set == "sse"                  # x87 alone
+    # AVX-512 not calibrated: its events take the next larger set; AMX not: the largest, below
+    cm = _per_set_file(tmp_path, ("sse", "avx", "amx"))
+    assert cm.set_for_class("avx512")[0].set == "amx" and cm.set_for_class("avx512")[1] == "superset"
+    cm = _per_set_file(tmp_path, ("sse", "avx"), left_out=[{"set": "amx", "reason": "CPU has no AMX"}])
+    e, how = cm.set_for_class("amx")
+    assert (e.set, how) == ("avx", "below")
+    notes = " ".join(cm.notes({"cpu_model": "Xeon X"}))
+    assert "sse->sse 0x203 (calibrated), avx->avx 0x207 (calibrated), avx512->avx 0x207 (below)" in notes
+    assert "no calibrated set covers avx512, amx state (amx: CPU has no AMX)" in notes
+    assert "lower bound" in notes and "measured on" not in notes
+    assert "measured on Xeon X, recording made on EPYC" in " ".join(cm.notes({"cpu_model": "EPYC"}))
+    charges = cm.class_charges()
+    assert charges["amx"] == {"set": "avx", "xfeatures": "0x207", "match": "below",
+                              "xsave_cycles": 100.0, "xrstor_cycles": 150.0}
+    d = cm.to_dict()
+    assert d["per_xfeatures"][0]["xfeatures"] == "0x203" and d["left_out"][0]["set"] == "amx"
+
+
+def test_the_builtin_default_says_it_is_not_this_cpus(tmp_path):
+    notes = BUILTIN_DEFAULT.notes({"cpu_model": "anything"})
+    assert len(notes) == 1 and notes[0].startswith("cost model builtin-default is not this CPU's")
+    assert "fputrace calibrate" in notes[0] and "one figure for every component set" in notes[0]
+    assert BUILTIN_DEFAULT.set_for(0x602e7) == (None, "flat")
+    assert BUILTIN_DEFAULT.class_cycles("amx") == (135.0, 300.0)
+    m = Model({"recorded_policy": "deferred"}, cost_model=BUILTIN_DEFAULT)
+    m.feed(build("task A 1\n0 A USER_RETURN\n0 A XRSTOR"))
+    est = m.estimate()
+    assert any(n.startswith("cost model builtin-default is not this CPU's") for n in est.notes)
+    assert not any("all enabled components dirty" in n for n in est.notes)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"xsave_cycles": 120, "xrstor_cycles": 310}))
+    assert "one figure for every component set" in load_cost_model(old).notes()[0]

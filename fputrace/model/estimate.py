@@ -46,7 +46,7 @@ def policy_totals(model, cost: CostModel, names=None) -> pd.DataFrame:
                                        "cycles"]).set_index("policy")
 
 
-def notes(model) -> list[str]:
+def notes(model, cost: CostModel) -> list[str]:
     S = model._S
     out = []
     if model.recorded_policy is None:
@@ -70,8 +70,9 @@ def notes(model) -> list[str]:
                    "as an unseen kernel SIMD user invalidating the registers")
     if S[S_LOST]:
         out.append(f"{int(S[S_LOST])} events lost: CPUs were unknown until re-synchronised")
-    out.append("cycles = count x cycles per instruction (calibrated with all enabled components "
-               "dirty: an upper bound for smaller saves)")
+    out.append("bytes = 576 + the CPUID leaf 0xD sizes of the components live in each event's "
+               "xfeatures (compacted, init components skipped, as XSAVES/XRSTORS move them)")
+    out.extend(cost.notes(model.meta, per_class=False))
     return out
 
 
@@ -108,4 +109,4 @@ def build_estimate(model, cost: CostModel) -> Estimate:
                 "cycles": cost.cycles(xs, xr)}
     return Estimate(policies=policy_totals(model, cost, names), measured=measured,
                     recorded_policy=model.recorded_policy, self_check=self_check(model),
-                    cost_model_name=cost.name, cost_model=cost.to_dict(), notes=notes(model))
+                    cost_model_name=cost.name, cost_model=cost.to_dict(), notes=notes(model, cost))
