@@ -227,7 +227,9 @@ def xstate_table(meta: dict) -> tuple[list[int], int, str]:
     note = "xstate layout from the recording"
     try:
         feats = xs["features"]
-        mask = int(xs["xcr0"], 0) if isinstance(xs["xcr0"], str) else int(xs["xcr0"])
+        # the kernel's enabled mask (XCR0 | IA32_XSS): XSAVES also moves live supervisor state
+        m = xs.get("mask") or xs["xcr0"]
+        mask = int(m, 0) if isinstance(m, str) else int(m)
         sizes = [0] * 64
         for f in feats:
             sizes[int(f["bit"])] = int(f["size_bytes"])

@@ -1,0 +1,215 @@
+"""Bytes per save with AVX, AVX-512 and AMX state live, recorded live on this host (SPEC 5.5).
+
+A C workload built here keeps one component set live across blocking pipe reads: two processes
+pinned to one CPU ping-pong N bytes and write the registers of their set (AMX: LDTILECFG and
+TILELOADD of 8 tiles, through the AMX intrinsics, gcc -mamx-tile) before every read, so each
+switch-out save the kernel makes holds that state. It is recorded with `fputrace record` beside an
+SSE-only pair; the saves' xfeatures must show the set, and fputrace's bytes per task must be
+exactly 576 + the CPUID leaf 0xD sizes of each save's live components (read by the workload with
+its own CPUID, not fputrace's).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from fputrace.events import XsaveCause
+from tests.conftest import run_fputrace
+
+pytestmark = [pytest.mark.live]
+
+WORKLOAD = r"""
+#define _GNU_SOURCE
+#include <cpuid.h>
+#include <errno.h>
+#include <immintrin.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed, aligned(64))) cfg = {.palette = 1};
+static uint8_t src[1024] __attribute__((aligned(64)));
+static int set;   /* 0 sse, 1 avx, 2 avx512, 3 amx */
+
+/* Plain asm for SSE/AVX/AVX-512 (a compiled AVX function would end in VZEROUPPER). */
+static void make_live(void) {
+    __asm__ volatile("pcmpeqd %%xmm7, %%xmm7" ::: "xmm7");
+    if (set >= 1) __asm__ volatile("vpcmpeqd %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");
+    if (set >= 2) __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"
+                                   "vpternlogd $0xff, %%zmm5, %%zmm5, %%zmm5\n\t"
+                                   "vpternlogd $0xff, %%zmm20, %%zmm20, %%zmm20" ::: "xmm5");
+    if (set >= 3) {
+        _tile_loadconfig(&cfg);
+        _tile_loadd(0, src, 64); _tile_loadd(1, src, 64); _tile_loadd(2, src, 64);
+        _tile_loadd(3, src, 64); _tile_loadd(4, src, 64); _tile_loadd(5, src, 64);
+        _tile_loadd(6, src, 64); _tile_loadd(7, src, 64);
+    }
+}
+
+static void pin(int cpu) {
+    cpu_set_t s; CPU_ZERO(&s); CPU_SET(cpu, &s); sched_setaffinity(0, sizeof(s), &s);
+}
+
+int main(int argc, char **argv) {
+    const char *names[] = {"sse", "avx", "avx512", "amx"};
+    for (set = 0; set < 4 && strcmp(argv[1], names[set]); set++) ;
+    int n = atoi(argv[2]), cpu = atoi(argv[3]);
+    if (set == 3) {
+        for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
+        if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) {
+            printf("the kernel refused AMX: arch_prctl(ARCH_REQ_XCOMP_PERM, 18): %s\n", strerror(errno));
+            return 77;
+        }
+    }
+    /* CPUID leaf 0xD sizes, for the test to check fputrace against */
+    printf("{\"sizes\": {");
+    for (int bit = 2; bit < 19; bit++) {
+        unsigned a, b, c, d;
+        __cpuid_count(0xD, bit, a, b, c, d);
+        printf("%s\"%d\": %u", bit > 2 ? ", " : "", bit, a);
+    }
+    int ab[2], ba[2];
+    if (pipe(ab) || pipe(ba)) return 1;
+    pin(cpu);
+    fflush(stdout);
+    pid_t child = fork();
+    char c = 'x';
+    if (child == 0) {
+        for (int i = 0; i < n; i++) {
+            make_live();
+            if (read(ab[0], &c, 1) != 1) return 1;   /* blocks: switch-out save with the set live */
+            make_live();
+            if (write(ba[1], &c, 1) != 1) return 1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        make_live();
+        if (write(ab[1], &c, 1) != 1) return 1;
+        if (read(ba[0], &c, 1) != 1) return 1;
+    }
+    waitpid(child, NULL, 0);
+    printf("}, \"pids\": [%d, %d]}\n", getpid(), child);
+    return 0;
+}
+"""
+
+GROUP = {"sse": 0, "avx": 0x4, "avx512": 0xE0, "amx": 0x60000}
+LARGER = {"sse": 0x600E4}
+
+
+def _flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _need_cpu(set_name: str) -> None:
+    flags = _flags()
+    if set_name == "amx" and "amx_tile" not in flags:
+        pytest.skip("this CPU has no AMX (CPUID.(EAX=7,ECX=0):EDX[24] AMX-TILE = 0: no amx_tile in "
+                    "/proc/cpuinfo); AMX saves cannot happen here")
+    if set_name == "avx512" and "avx512f" not in flags:
+        pytest.skip("this CPU has no AVX-512 (CPUID.(EAX=7,ECX=0):EBX[16] AVX512F = 0: no avx512f "
+                    "in /proc/cpuinfo); AVX-512 saves cannot happen here")
+    if set_name == "avx" and "avx" not in flags:
+        pytest.skip("this CPU has no AVX (no avx in /proc/cpuinfo)")
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    cc = shutil.which("gcc")
+    if not cc:
+        pytest.skip("no gcc to build the AMX/AVX-512 workload (apt-get install gcc)")
+    d = tmp_path_factory.mktemp("xstate")
+    src, exe = d / "xstate_pingpong.c", d / "xstate_pingpong"
+    src.write_text(WORKLOAD)
+    res = subprocess.run([cc, "-O2", "-mamx-tile", "-o", str(exe), str(src)], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    return exe
+
+
+@pytest.fixture(scope="module")
+def tracefs(need_bcc):
+    # helper A makes fputrace mount it itself; until then a fresh machine may have none
+    subprocess.run("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing",
+                   shell=True, check=False)
+
+
+def _bytes_expected(xfeatures, sizes: dict[int, int], enabled: int) -> int:
+    """576 + CPUID sizes of the live extended components (the model's rule for xfeatures 0:
+    the task's last known value, else every enabled component)."""
+    total, last = 0, enabled
+    for xf in xfeatures:
+        x = int(xf) & enabled or last
+        last = x
+        total += 576 + sum(sizes.get(b, 0) for b in range(2, 64) if x >> b & 1)
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("set_name", ["avx", "avx512", "amx"])
+def test_bytes_per_save_follow_the_live_components(set_name, workload, tracefs, tmp_path):
+    _need_cpu(set_name)
+    n, cpu = 2000, sorted(os.sched_getaffinity(0))[-1]
+    big_out, sse_out, fpt = tmp_path / "big.json", tmp_path / "sse.json", tmp_path / "x.fpt"
+    # permission first: a kernel that refuses AMX is a skip with its words, not a failure
+    probe = subprocess.run([str(workload), set_name, "1", str(cpu)], capture_output=True, text=True)
+    if probe.returncode == 77:
+        pytest.skip(probe.stdout.strip())
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    res = run_fputrace("record", "-q", "-o", str(fpt), "--", "sh", "-c",
+                       f"{workload} {set_name} {n} {cpu} > {big_out} & "
+                       f"{workload} sse {n} {cpu} > {sse_out}; wait", timeout=180)
+    assert res.returncode == 0, res.stderr
+    big, sse = json.loads(big_out.read_text()), json.loads(sse_out.read_text())
+    sizes = {int(k): v for k, v in big["sizes"].items()}
+
+    import fputrace
+    tr = fputrace.load(fpt)
+    rec_sizes = {f["bit"]: f["size_bytes"] for f in tr.meta["xstate"]["features"]}
+    enabled = int(tr.meta["xstate"].get("mask") or tr.meta["xstate"]["xcr0"])
+    for bit in range(2, 19):
+        if enabled >> bit & 1:
+            assert rec_sizes[bit] == sizes[bit], (bit, rec_sizes, sizes)   # fputrace's layout = CPUID
+    ev = tr.events
+    per_task = tr.report().per_task.set_index("tid")
+    per_save = {}
+    for name, pids in ((set_name, big["pids"]), ("sse", sse["pids"])):
+        group, larger = GROUP[name], LARGER.get(name, 0)
+        saves = moved = 0
+        for tid in pids:
+            mine = ev[(ev.tid == tid) & (ev.kind == "XSAVE")]
+            switch = mine[(mine.a1 == XsaveCause.SWITCH) & ~mine.inferred]
+            assert len(switch) >= 0.9 * n, (name, tid, len(switch))
+            xf = switch.a0.to_numpy().astype(np.uint64)
+            if group:      # the set was live at (nearly) every switch-out
+                assert (xf & np.uint64(group) == np.uint64(group)).mean() > 0.95, (name, tid)
+            else:          # SSE only: no AVX, AVX-512 or tile state
+                assert (xf & np.uint64(larger) == 0).mean() > 0.95, (name, tid)
+            row = per_task.loc[tid]
+            assert row.xsave == len(mine)
+            assert row.xsave_bytes == _bytes_expected(mine.a0.to_numpy(), sizes, enabled), (name, tid)
+            saves, moved = saves + row.xsave, moved + row.xsave_bytes
+        per_save[name] = moved / saves
+    extra = sum(sizes[b] for b in range(2, 19) if GROUP[set_name] >> b & 1)
+    # the big set's saves move (about) its components' size more than the SSE-only ones
+    assert per_save[set_name] - per_save["sse"] > 0.9 * extra, per_save
+    print(f"bytes per save: {set_name} {per_save[set_name]:.0f}, sse {per_save['sse']:.0f}")
