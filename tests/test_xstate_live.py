@@ -6,7 +6,8 @@ TILELOADD of 8 tiles, through the AMX intrinsics, gcc -mamx-tile) before every r
 switch-out save the kernel makes holds that state. It is recorded with `fputrace record` beside an
 SSE-only pair; the saves' xfeatures must show the set, and fputrace's bytes per task must be
 exactly 576 + the CPUID leaf 0xD sizes of each save's live components (read by the workload with
-its own CPUID, not fputrace's).
+its own CPUID, not fputrace's), supervisor ones included: on this AMD EPYC host every save also
+carries CET user state (bit 11, 16 bytes), so an SSE-only save moves 592 bytes and an AVX one 848.
 """
 from __future__ import annotations
 

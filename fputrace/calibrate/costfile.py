@@ -23,7 +23,8 @@ SET_LABELS = {"sse": "x87/SSE only", "avx": "+AVX", "avx512": "+AVX-512 (opmask,
 FAMILIES = {
     "XSAVES/XRSTORS": ("xsavec", "xrstor_compacted",
                        "XSAVEC stands in for XSAVES (compacted, skips init components; XSAVES also "
-                       "has the modified optimisation), XRSTOR of the compacted area for XRSTORS"),
+                       "has the modified optimisation), XRSTOR of the compacted area for XRSTORS; "
+                       "supervisor components (IA32_XSS, e.g. CET) are out of user mode's reach"),
     "XSAVEOPT/XRSTOR": ("xsaveopt", "xrstor_standard", "XSAVEOPT and XRSTOR, as the kernel uses them"),
     "XSAVE/XRSTOR": ("xsave", "xrstor_standard", "XSAVE and XRSTOR, as the kernel uses them"),
 }
