@@ -40,7 +40,7 @@ RUNS = [
     ("estimate on the bundled real recording (stock Debian 6.12, fentry mode)", "self-check ≈ 100%",
      [str(Path(PY).parent / "fputrace"), "estimate", "fputrace/data/demo.fpt"], ("",)),
     ("cost model: XSAVE/XRSTOR cycles per component set on this CPU (issue 10)",
-     "AVX-512/AMX-dirty saves cost more than SSE-only ones",
+     "one entry per set this CPU has; AMX-dirty saves cost more than SSE-only ones",
      [str(Path(PY).parent / "fputrace"), "calibrate", "-o", "benchmarks/cost-model.json",
       "--runs", "20000"], ("",)),
 ]

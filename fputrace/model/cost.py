@@ -91,7 +91,7 @@ class CostModel:
     xsave_cycles: float            # one figure for every set (files without per_xfeatures)
     xrstor_cycles: float
     family: str = "XSAVES/XRSTORS" # what the kernel uses; user-mode proxies measured for it
-    source: str = ("SPEC 5.5 figures of an AMD EPYC VM (XCR0 0x207), not measured here; one "
+    source: str = ("SPEC 5.5 figures of an AMD EPYC VM with XCR0 0x207, not measured here; one "
                    "figure for every component set")
     details: dict = field(default_factory=dict)
     per_xfeatures: tuple[SetCost, ...] = ()
