@@ -21,7 +21,7 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
         "kernel": _check(True, f"{feat.release} ({feat.recorded_policy} FPU restore)"),
         "headers": _check(feat.headers.kind != "none", f"{feat.headers.kind}: {feat.headers.detail}"),
         "btf": _check(feat.btf.ok, feat.btf.reason),
-        "tracefs": _check(feat.tracefs is not None, str(feat.tracefs) if feat.tracefs else "not mounted"),
+        "tracefs": _check(feat.tracefs is not None, feat.tracefs_state.detail),
         "fentry": _check(feat.fentry.ok, feat.fentry.reason),
         "kprobes": _check(feat.kprobes.ok, feat.kprobes.reason),
         "raw_tracepoints": _check(feat.raw_tracepoints.ok, feat.raw_tracepoints.reason or "available"),
@@ -31,7 +31,8 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
               "tif_need_fpu_load_bit": expected_tif_bit(feat.version),
               "tif_calibration": {"expected": expected_tif_bit(feat.version), "verified": False,
                                   "source": "kernel version (not loaded)"},
-              "xstate": feat.xstate, "remedy": None, "load": None}
+              "xstate": feat.xstate, "tracefs": feat.tracefs_state.as_meta(), "remedy": None,
+              "load": None}
     if not feat.privileges.ok:
         report["remedy"] = "run as root (sudo fputrace doctor) or grant CAP_BPF and CAP_PERFMON"
         return report

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .. import hostinfo
 
-TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 
@@ -85,6 +84,8 @@ class Features:
 
     @cached_property
     def bcc(self) -> Probe:
+        # bcc picks its tracefs path once, at import: find (or mount) tracefs before that
+        _ = self.tracefs_state
         try:
             import bcc  # noqa: F401  (the distribution's python3-bpfcc)
         except ImportError as err:
@@ -94,14 +95,14 @@ class Features:
 
     # ---- tracefs ----------------------------------------------------------------------
     @cached_property
+    def tracefs_state(self):
+        """Where tracefs is (mounted here first if root and nobody had: see tracefs.py)."""
+        from .tracefs import find
+        return find()
+
+    @property
     def tracefs(self) -> Path | None:
-        for cand in TRACEFS_CANDIDATES:
-            try:
-                if (cand / "events").is_dir():
-                    return cand
-            except OSError:          # not root: tracefs is mode 0700
-                continue
-        return None
+        return self.tracefs_state.path
 
     def tracepoint_format(self, name: str) -> str | None:
         """The format file of ``category:event``, or None where the tracepoint is absent."""

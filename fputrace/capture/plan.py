@@ -112,7 +112,7 @@ def make_plan(feat: Features, mode: str = "auto") -> Plan:
     if mode not in MODES:
         raise CaptureError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     if feat.tracefs is None:
-        raise CaptureError("tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing")
+        raise CaptureError(feat.tracefs_state.detail)
     if not feat.has_tracepoint("sched:sched_switch"):
         raise CaptureError("tracepoint sched:sched_switch is missing: cannot follow the scheduler")
     choices: dict[str, Choice] = {}

@@ -16,6 +16,7 @@
   lost_per_cpu {cpu: n} (kept current: read ``cap.meta`` after each batch),
   symbols {"0xffff...": "func+0x1a"} (kallsyms subset for the kernel-FPU callers seen),
   command (set by the caller), filter {pid, comm}, headers {kind, path},
+  tracefs {path, mounted_by_fputrace: ["tracefs at /sys/kernel/tracing"] when it mounted it},
   transport {"kind": "ringbuf"|"perfbuf", "buffer_pages": n}.
 
 ``batches(stop)`` yields the /proc task table first (COMM/TASK records), then events as they
@@ -125,6 +126,7 @@ class CaptureSession:
             "command": None,
             "filter": {"pid": self.opts.pid, "comm": self.opts.comm},
             "headers": headers.as_meta(),
+            "tracefs": feat.tracefs_state.as_meta(),
             "transport": {"kind": "ringbuf" if use_ring else "perfbuf",
                           "buffer_pages": self.opts.pages},
         }
