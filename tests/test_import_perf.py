@@ -33,7 +33,8 @@ def text_counts(text: str) -> dict[str, int]:
     def n(pattern):
         return sum(1 for l in lines if re.search(pattern, l))
     return {
-        "XSAVE": n(r"x86_fpu_regs_deactivated:") + n(r"x86_fpu_(before_save|copy_dst):.* load: 0 "),
+        "XSAVE": n(r"x86_fpu_regs_deactivated:") - drop_pairs(lines)
+        + n(r"x86_fpu_(before_save|copy_dst):.* load: 0 "),
         "XRSTOR": n(r"x86_fpu_regs_activated:"),
         "SWITCH": n(r"sched:sched_switch:"),
         "FORK": n(r"sched:sched_process_fork:"),
@@ -42,6 +43,24 @@ def text_counts(text: str) -> dict[str, int]:
         "LOST": n(r"PERF_RECORD_LOST"),
         "lost_total": sum(int(m) for l in lines for m in re.findall(r"PERF_RECORD_LOST\w* lost (\d+)", l)),
     }
+
+
+def drop_pairs(lines: list[str]) -> int:
+    """fpu__drop(): regs_deactivated then x86_fpu_dropped of the same tid and fpu pointer, as the
+    next x86_fpu/sched_switch line of that CPU. That deactivation saved nothing."""
+    pat = re.compile(r"[\s/](-?\d+)\s+\[(\d+)\].*?(x86_fpu:\w+|sched:sched_switch):(?:.*x86/fpu: (\S+))?")
+    last, pairs = {}, 0
+    for l in lines:
+        m = pat.search(l)
+        if not m:
+            continue
+        tid, cpu, ev, ptr = m.groups()
+        prev = last.pop(cpu, None)
+        if ev == "x86_fpu:x86_fpu_regs_deactivated":
+            last[cpu] = (tid, ptr)
+        elif ev == "x86_fpu:x86_fpu_dropped" and prev == (tid, ptr):
+            pairs += 1
+    return pairs
 
 
 def kind_counts(tr) -> dict[str, int]:
@@ -152,6 +171,8 @@ def test_event_mapping_by_hand(tmp_path):
         line("x", 20, 20, 0, "1.000001200", "kvm:kvm_fpu", "unload"),
         line("x", 20, 20, 0, "1.000001300", "raw_syscalls:sys_enter", "NR 1 (1, 2, 3, 4, 5, 6)"),
         line("x", 20, 20, 0, "1.000001400", "sched:sched_process_exit", "comm=x pid=20 prio=120"),
+        line("x", 20, 20, 0, "1.000001410", "x86_fpu:x86_fpu_regs_deactivated", fpu.format(load=0, xf="2")),
+        line("x", 20, 20, 0, "1.000001420", "x86_fpu:x86_fpu_dropped", fpu.format(load=0, xf="2")),
         line("x", 20, -1, 0, "1.000001500", "sched:sched_switch", sw.format(pc="x", pp=20, st="X", nc="g", np=40)),
         line(":-1", 20, -1, 0, "1.000001600", "x86_fpu:x86_fpu_regs_deactivated", fpu.format(load=1, xf="2")),
         "            perf  99/99  [001] 1.000002000: PERF_RECORD_LOST lost 7\n",
@@ -165,9 +186,9 @@ def test_event_mapping_by_hand(tmp_path):
         ("SWITCH", 11, 10, 20, 0x1, False),
         ("XSAVE", 11, 10, 0x207, 1, False),                   # cause SWITCH
         ("XRSTOR", 20, 20, 0x2, 0, False),                    # cause UNKNOWN
-        ("XSAVE", 20, 20, 0x2, 3, True),                      # before_save, load 0: SYNC; after_save: nothing
+        ("XSAVE", 20, 20, 0x2, 3, False),                     # before_save, load 0: SYNC; after_save: nothing
         ("FORK", 20, 20, 21, 20, False),                      # before_save with load 1 saved nothing
-        ("XSAVE", 20, 20, 0x2, 4, True),                      # copy_dst: FORK save
+        ("XSAVE", 20, 20, 0x2, 4, False),                     # copy_dst: FORK save
         ("SWITCH", 21, 20, 30, 0, False),                     # R+ (preempted) = 0
         ("SWITCH", 30, 30, 31, 0x2, False),
         ("SWITCH", 31, 31, 32, 0x80, False),                  # I = TASK_REPORT_IDLE
@@ -180,6 +201,7 @@ def test_event_mapping_by_hand(tmp_path):
         ("LOST", 0, 0, 7, 0, False),
     ]
     assert tr.meta["lost_per_cpu"] == {"1": 7}
+    assert tr.meta["deactivated_not_save"] == 1               # exit's fpu__drop: no XSAVE row
     assert tr.meta["ignored_events"]["raw_syscalls:sys_enter"] == 1
     tasks = tr.tasks.set_index("tid")
     assert tasks.loc[11, "comm"] == "a b" and tasks.loc[11, "tgid"] == 10

@@ -8,14 +8,18 @@ with microsecond times and tgid = tid):
     fputrace import run.txt -o run.fpt
 
 Mapping to the event model (SPEC 5.1; ``tid`` is the task running on the line's CPU unless said):
-  x86_fpu_regs_deactivated   XSAVE  a0 xfeatures, a1 cause SWITCH (the outgoing task's save)
+  x86_fpu_regs_deactivated   XSAVE  a0 xfeatures, a1 cause SWITCH (the outgoing task's save),
+                             except when x86_fpu_dropped of the same task and fpu follows it at
+                             once on that CPU: fpu__drop() (exit, exec) deactivates without saving
+                             (counted in meta ``deactivated_not_save``, as the live capture does)
   x86_fpu_regs_activated     XRSTOR a0 xfeatures, a1 cause UNKNOWN (return path, sigreturn or
                              KVM: the tracepoint does not say which; the model infers it)
-  x86_fpu_before_save        XSAVE cause SYNC, inferred flag, when its ``load`` field is 0 (or
+  x86_fpu_before_save        XSAVE cause SYNC when its ``load`` field is 0 (or
                              absent: < 5.2 kernels always save): fpu_sync_fpstate() saves only live
                              registers. x86_fpu_after_save closes the same save: not counted again.
-  x86_fpu_copy_dst           XSAVE cause FORK, inferred flag, same ``load`` rule: fpu_clone() saves
-                             the parent's live registers into the child.
+  x86_fpu_copy_dst           XSAVE cause FORK, same ``load`` rule: fpu_clone() saves the
+                             parent's registers into the child (6.x: always, after restoring them
+                             if they were not live, so ``load`` is 0; 5.x: only live ones).
   other x86_fpu events       not FPU traffic by themselves (dropped, copy_src, init_state,
                              xstate_check_failed, before/after_restore of old kernels): counted in
                              meta ``ignored_events``, not events.
@@ -39,8 +43,10 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from ..errors import FileFormatError
-from ..events import FLAG_INFERRED, TASK_KTHREAD, Kind, XrstorCause, XsaveCause, comm_to_args
+from ..events import TASK_KTHREAD, Kind, XrstorCause, XsaveCause, comm_to_args
 from . import EventRows
 
 LINE = re.compile(
@@ -51,6 +57,7 @@ NO_CPU_LINE = re.compile(r"^\s*.*?\s+(?:-?\d+/)?-?\d+\s+\d+\.\d+:\s+[^\s:]+:[^\s
 HEADER = re.compile(r"^#\s*(?P<key>[\w ]+?)\s*:\s*(?P<value>.*)$")
 STACK_FRAME = re.compile(r"^\s+[0-9a-f]+\s")
 XFEATURES = re.compile(r"xfeatures: ([0-9a-fA-F]+)")
+FPU_PTR = re.compile(r"x86/fpu: (?:0x)?([0-9a-fA-F]+)")
 LOAD = re.compile(r"load: (\d+)")
 XCOMP = re.compile(r"xcomp_bv: ([0-9a-fA-F]+)")
 SWITCH = re.compile(r"prev_comm=(?P<pc>.*?) prev_pid=(?P<pp>-?\d+) prev_prio=-?\d+ prev_state=(?P<ps>\S+)"
@@ -129,6 +136,8 @@ class PerfScriptImporter:
         self.switch_prev: dict[int, int] = {}    # cpu -> task switched from last
         self.tid_recovered = 0
         self.in_header = False
+        self.last_deact: dict[int, tuple[int, int, str | None]] = {}   # cpu -> (row, tid, fpu) of a
+        self.drop_rows: list[int] = []           # regs_deactivated that fpu__drop() made: no save
 
     # -------------------------------------------------------------------- parsing
     def feed_lines(self, lines) -> None:
@@ -234,14 +243,23 @@ class PerfScriptImporter:
                 self.xcomp_bv.add(int(xc.group(1), 16))
             load = LOAD.search(trace)
             regs_were_live = load is None or load.group(1) == "0"
+            fpu = FPU_PTR.search(trace)
+            fpu = fpu.group(1) if fpu else None
+            deact = self.last_deact.pop(cpu, None)
             if name == "x86_fpu_regs_deactivated":
+                self.last_deact[cpu] = (len(self.rows), tid, fpu)
                 add(ts, cpu, tid, g, K_XSAVE, 0, xfeatures, SAVE_SWITCH)
+            elif name == "x86_fpu_dropped" and deact is not None and deact[1:] == (tid, fpu):
+                # fpu__drop() (exit, exec): fpregs_deactivate() then this, back to back with
+                # preemption off; that deactivation saved nothing (BPF: deactivated_not_save)
+                self.drop_rows.append(deact[0])
+                self.ignored[event] += 1
             elif name == "x86_fpu_regs_activated":
                 add(ts, cpu, tid, g, K_XRSTOR, 0, xfeatures, RESTORE_UNKNOWN)
             elif name == "x86_fpu_before_save" and regs_were_live:
-                add(ts, cpu, tid, g, K_XSAVE, FLAG_INFERRED, xfeatures, SAVE_SYNC)
+                add(ts, cpu, tid, g, K_XSAVE, 0, xfeatures, SAVE_SYNC)
             elif name == "x86_fpu_copy_dst" and regs_were_live:
-                add(ts, cpu, tid, g, K_XSAVE, FLAG_INFERRED, xfeatures, SAVE_FORK)
+                add(ts, cpu, tid, g, K_XSAVE, 0, xfeatures, SAVE_FORK)
             elif name not in ("x86_fpu_before_save", "x86_fpu_copy_dst"):
                 self.ignored[event] += 1
         elif event == "sched:sched_switch":
@@ -256,6 +274,7 @@ class PerfScriptImporter:
             if not state.startswith("R"):
                 for letter in state.replace("|", ""):
                     bits |= STATE_BITS.get(letter, 0x8000)
+            self.last_deact.pop(cpu, None)
             add(ts, cpu, prev, self.tgid_of.get(prev, prev), K_SWITCH, 0, nxt, bits)
             self.switch_prev[cpu], self.current[cpu] = prev, nxt
         elif event == "sched:sched_process_fork":
@@ -290,6 +309,12 @@ class PerfScriptImporter:
         for tid in sorted(kthreads & set(self.first_ts)):
             self.rows.add(self.first_ts[tid], 0, tid, self.tgid_of.get(tid, tid), Kind.TASK, 0, TASK_KTHREAD, 0)
         ev = self.rows.array_unsorted()
+        if self.drop_rows:
+            fork_rows = np.zeros(len(ev), bool)
+            fork_rows[self.forks] = True
+            keep = np.ones(len(ev), bool)
+            keep[self.drop_rows] = False
+            ev, self.forks = ev[keep], list(np.flatnonzero(fork_rows[keep]))
         if self.forks:
             idx = self.forks
             children = ev["a0"][idx].astype(int)
@@ -316,7 +341,7 @@ class PerfScriptImporter:
             else:
                 modes[logical] = {"attach": "unavailable", "exact": False,
                                   "refused": {"tracepoint": f"{tp} not in the perf recording"}}
-        modes["xsave"]["note"] = "context-switch saves exact; sync and fork saves inferred; kernel-FPU saves not seen"
+        modes["xsave"]["note"] = "context-switch, sync and fork saves exact; kernel-FPU saves not seen"
         for logical in ("kfpu_begin", "kfpu_end", "user_return"):
             modes[logical] = {"attach": "unavailable", "exact": False,
                               "refused": {"probe": "perf import: tracepoints only",
@@ -349,6 +374,7 @@ class PerfScriptImporter:
             "lost_per_cpu": {str(c): n for c, n in sorted(self.lost_per_cpu.items())},
             "tracepoint_counts": dict(sorted(self.counts.items())),
             "ignored_events": dict(sorted(self.ignored.items())),
+            "deactivated_not_save": len(self.drop_rows),
             "perf_cmdline": self.header.get("cmdline"),
             "perf_version": self.header.get("perf version"),
             "captured_on": self.header.get("captured on"),
