@@ -7,7 +7,9 @@
  *   FPT_XSAVE_{FENTRY,KPROBE}, FPT_XSAVE_FN             real save function
  *   FPT_XRSTOR_{FENTRY,KPROBE}, FPT_XRSTOR_FN           real restore function
  *   FPT_URET_{FENTRY,KPROBE}, FPT_URET_FN               switch_fpu_return
+ *   FPT_FORKSAVE_{FENTRY,KPROBE}, FPT_FORKSAVE_FN       fpu_clone / fpu__copy (fork's save)
  *   FPT_TP_DEACTIVATED, FPT_TP_ACTIVATED, FPT_TP_SYNC, FPT_TP_LOAD_FPU, FPT_TP_KVM,
+ *   FPT_TP_COPY_DST, FPT_TP_COPY_DST_LOAD,
  *   FPT_TP_NEWTASK, FPT_FORK_COMM_DATA_LOC               tracepoints present here
  *   FPT_INFER                                            raw_syscalls inference (SPEC 5.4)
  *   FPT_FILTER_TGID, FPT_FILTER_COMM                     --pid / --comm
@@ -50,7 +52,7 @@ struct cpu_state {
 	u32 restore_cause;
 	u64 restore_ts;
 	u32 newtask_pid;   /* task:task_newtask stash for sched_process_fork */
-	u32 _pad;
+	u32 fork_tid;      /* tid + 1 inside fpu_clone (probe modes): its save has cause FORK */
 	u64 newtask_flags;
 };
 BPF_PERCPU_ARRAY(cpu_states, struct cpu_state, 1);
@@ -294,13 +296,15 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
-	if (filtered_out(tgid))
-		return FPT_TP_KEEP;
 	u32 child = args->child_pid;
 	u32 child_tgid = 0;
 	struct cpu_state *cs = cpu_state();
 	if (cs && cs->newtask_pid == child)
 		child_tgid = (cs->newtask_flags & 0x00010000 /* CLONE_THREAD */) ? tgid : child;
+	if (cs)
+		cs->fork_tid = 0;   /* fpu_clone returned early (kernel threads, io workers): no save */
+	if (filtered_out(tgid))
+		return FPT_TP_KEEP;
 	u64 ts = bpf_ktime_get_ns();
 	emit_at(args, ts, FPT_FORK, 0, (u32)id, tgid, child, child_tgid);
 	char comm[16] = {};
@@ -385,13 +389,14 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
 		emit_at(args, ts, FPT_XRSTOR, 0, tid, id >> 32, args->xfeatures, cause);
 	return FPT_TP_KEEP;
 #else
-	/* In 5.2+ this fires after a real XRSTOR: on the return to user mode, or inside a syscall
-	 * (sigreturn, fork, KVM) */
-	cause = FPT_XR_USER_RETURN;
+	/* In 5.2+ this fires after a real XRSTOR: on the return to user mode (also the first one
+	 * after exec), at signal delivery, inside a syscall (sigreturn, fork, KVM). Where it was is
+	 * left to the model (cause UNKNOWN), exactly as for a perf import of the same tracepoint;
+	 * only a sigreturn is known here and nowhere else. */
 #ifdef FPT_INFER
 	struct sys_state *s = sys_slot();
-	if (s && s->tid == tid && (s->state & SYS_ACTIVE))
-		cause = s->nr == NR_RT_SIGRETURN ? FPT_XR_SIGNAL : FPT_XR_UNKNOWN;
+	if (s && s->tid == tid && (s->state & SYS_ACTIVE) && s->nr == NR_RT_SIGRETURN)
+		cause = FPT_XR_SIGNAL;
 #endif
 	if (cs && cs->uret_tid == tid)
 		cause = FPT_XR_USER_RETURN;
@@ -430,6 +435,29 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_after_save)
 #if !defined(FPT_XSAVE_FENTRY) && !defined(FPT_XSAVE_KPROBE)
 	if (live && !filtered_out(id >> 32))
 		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SYNC);
+#endif
+	return FPT_TP_KEEP;
+}
+#endif
+
+#ifdef FPT_TP_COPY_DST
+/* fork: fpu_clone() (5.x fpu__copy()) has saved the parent's registers into the child's buffer,
+ * in the parent's context. 5.16+: always (restoring them first if they were not live, so
+ * load_fpu is 0 here); before: only live registers (load_fpu 0), else a memcpy. The save probe
+ * of the probe modes emits that save itself (fpu_clone's probe gave it cause FORK). */
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_copy_dst)
+{
+	struct cpu_state *cs = cpu_state();
+	if (cs)
+		cs->fork_tid = 0;
+#if !defined(FPT_XSAVE_FENTRY) && !defined(FPT_XSAVE_KPROBE)
+	u64 id = bpf_get_current_pid_tgid();
+#ifdef FPT_TP_COPY_DST_LOAD
+	if (args->load_fpu)
+		return FPT_TP_KEEP;
+#endif
+	if (!filtered_out(id >> 32))
+		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_FORK);
 #endif
 	return FPT_TP_KEEP;
 }
@@ -481,6 +509,9 @@ static __always_inline void on_xsave(void *ctx)
 #else
 			cause = FPT_XS_SWITCH;
 #endif
+		} else if (cs->fork_tid == tid + 1) {
+			cause = FPT_XS_FORK;
+			cs->fork_tid = 0;
 		} else if (cs->kfpu_tid == tid + 1) {
 			cause = FPT_XS_KFPU;
 		} else if (cs->sync_tid == tid && tid) {
@@ -519,6 +550,13 @@ static __always_inline void on_xrstor(void *ctx)
 #endif
 	if (!filtered_out(id >> 32))
 		emit(ctx, FPT_XRSTOR, 0, 0, cause);
+}
+
+static __always_inline void on_fork_save(void)
+{
+	struct cpu_state *cs = cpu_state();
+	if (cs)
+		cs->fork_tid = (u32)bpf_get_current_pid_tgid() + 1;
 }
 
 static __always_inline void on_user_return(void *ctx)
@@ -630,6 +668,20 @@ FPT_KFUNC(FPT_URET_FN)
 int fpt_kprobe_user_return(struct pt_regs *ctx)
 {
 	on_user_return(ctx);
+	return 0;
+}
+#endif
+
+#if defined(FPT_FORKSAVE_FENTRY)
+FPT_KFUNC(FPT_FORKSAVE_FN)
+{
+	on_fork_save();
+	return 0;
+}
+#elif defined(FPT_FORKSAVE_KPROBE)
+int fpt_kprobe_fork_save(struct pt_regs *ctx)
+{
+	on_fork_save();
 	return 0;
 }
 #endif

@@ -22,9 +22,10 @@ PROBE_SYMBOLS = {
     "xsave": ("save_fpregs_to_fpstate", "copy_fpregs_to_fpstate"),
     "xrstor": ("restore_fpregs_from_fpstate", "__restore_fpregs_from_fpstate"),
     "user_return": ("switch_fpu_return",),
+    "fork_save": ("fpu_clone", "fpu__copy"),      # marks fork's save for the save probe
 }
 CFLAG_PREFIX = {"kfpu_begin": "KFPU", "kfpu_end": "KFPU", "xsave": "XSAVE", "xrstor": "XRSTOR",
-                "user_return": "URET"}
+                "user_return": "URET", "fork_save": "FORKSAVE"}
 # logical events observed only through tracepoints
 TRACEPOINTS = {
     "switch": "sched:sched_switch",
@@ -35,7 +36,8 @@ TRACEPOINTS = {
 }
 TP_DEACTIVATED = "x86_fpu:x86_fpu_regs_deactivated"
 TP_ACTIVATED = "x86_fpu:x86_fpu_regs_activated"
-LOGICAL_EVENTS = ("kfpu_begin", "kfpu_end", "xsave", "xrstor", "user_return",
+TP_COPY_DST = "x86_fpu:x86_fpu_copy_dst"
+LOGICAL_EVENTS = ("kfpu_begin", "kfpu_end", "xsave", "xrstor", "user_return", "fork_save",
                   "switch", "fork", "exec", "exit", "kvm")
 
 
@@ -108,6 +110,33 @@ def _probe_choice(feat: Features, event: str, mode: str) -> tuple[Choice | None,
     return None, refused, sym
 
 
+def _fork_save_choice(feat: Features, mode: str, xsave: Choice) -> tuple[Choice, list[str], list]:
+    """fork's save (fpu_clone() XSAVEs the parent's registers into the child): with a save probe,
+    a probe on fpu_clone entry tells it the cause; else the x86_fpu_copy_dst tracepoint that
+    follows the save is the save. -> (choice, cflags, kprobes)"""
+    has_copy_dst = feat.has_tracepoint(TP_COPY_DST)
+    flags = []
+    if has_copy_dst:
+        flags.append("-DFPT_TP_COPY_DST")
+        if feat.tracepoint_has_field(TP_COPY_DST, "load_fpu"):
+            flags.append("-DFPT_TP_COPY_DST_LOAD")
+    if xsave.attach.split(":")[0] in ("fentry", "kprobe"):
+        choice, refused, sym = _probe_choice(feat, "fork_save", mode)
+        if choice is None:
+            refused["tracepoint"] = "the save probe already sees fork's save (as cause unknown)"
+            return Choice("unavailable", False, refused, "fork's saves are counted with cause unknown"), flags, []
+        how = choice.attach.split(":")[0]
+        choice.note = "marks the save probe's next save as fork's"
+        flags += [f"-DFPT_FORKSAVE_{how.upper()}", f"-DFPT_FORKSAVE_FN={sym}"]
+        return choice, flags, ([(sym, "fpt_kprobe_fork_save")] if how == "kprobe" else [])
+    refused = {"fentry": "no save probe here", "kprobe": "no save probe here"}
+    if has_copy_dst:
+        return Choice(f"tracepoint:{TP_COPY_DST}", True, refused,
+                      "fires after fpu_clone saved the parent's registers (load_fpu 0)"), flags, []
+    refused["tracepoint"] = f"{TP_COPY_DST} absent"
+    return Choice("unavailable", False, refused, "fork's saves are not seen"), flags, []
+
+
 def make_plan(feat: Features, mode: str = "auto") -> Plan:
     if mode not in MODES:
         raise CaptureError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -174,6 +203,10 @@ def make_plan(feat: Features, mode: str = "auto") -> Plan:
         else:
             refused["tracepoint"] = f"{tp} absent" if tp else "no tracepoint on switch_fpu_return"
             choices[event] = Choice("unavailable", False, refused)
+
+    choices["fork_save"], fork_cflags, fork_kprobes = _fork_save_choice(feat, mode, choices["xsave"])
+    cflags += fork_cflags
+    kprobes += fork_kprobes
 
     if has_deact:
         cflags.append("-DFPT_TP_DEACTIVATED")

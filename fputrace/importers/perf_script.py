@@ -81,6 +81,7 @@ KTHREAD_NAME = re.compile(
 # logical events (fputrace.capture.plan) and the tracepoints that show them
 LOGICAL_TRACEPOINTS = {
     "xsave": "x86_fpu:x86_fpu_regs_deactivated", "xrstor": "x86_fpu:x86_fpu_regs_activated",
+    "fork_save": "x86_fpu:x86_fpu_copy_dst",
     "switch": "sched:sched_switch", "fork": "sched:sched_process_fork",
     "exec": "sched:sched_process_exec", "exit": "sched:sched_process_exit", "kvm": "kvm:kvm_fpu",
 }
