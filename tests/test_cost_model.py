@@ -109,6 +109,9 @@ def test_each_class_is_charged_its_nearest_calibrated_superset(tmp_path):
     assert "no calibrated set covers avx512, amx state (amx: CPU has no AMX)" in notes
     assert "lower bound" in notes and "measured on" not in notes
     assert "measured on Xeon X, recording made on EPYC" in " ".join(cm.notes({"cpu_model": "EPYC"}))
+    # counts per class (sse, avx, avx512, amx): amx and avx512 charged the avx set here
+    assert cm.charge([1, 0, 2, 3], [0, 1, 0, 1]) == 91 + 5 * 100 + 150 + 150
+    assert list(cm.charge([[1, 0, 0, 0], [0, 0, 0, 1]], [[0] * 4, [0] * 4])) == [91, 100]
     charges = cm.class_charges()
     assert charges["amx"] == {"set": "avx", "xfeatures": "0x207", "match": "below",
                               "xsave_cycles": 100.0, "xrstor_cycles": 150.0}

@@ -20,6 +20,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import FputraceError
 
 # XCR0 0x207 (x87, SSE, AVX, PKRU): the development machines' layout; used when a recording has none.
@@ -128,6 +130,17 @@ class CostModel:
         if e is None:
             return self.xsave_cycles, self.xrstor_cycles
         return e.xsave_cycles_median, e.xrstor_cycles_median
+
+    def class_cycles_table(self):
+        """(cycles per XSAVE, per XRSTOR) as arrays indexed like ``CLASS_NAMES``."""
+        pairs = [self.class_cycles(cls) for cls in CLASS_NAMES]
+        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+    def charge(self, xsave_by_class, xrstor_by_class):
+        """Cycles of counts per class (arrays whose last axis follows ``CLASS_NAMES``: one row per
+        task, or one total)."""
+        xs, xr = self.class_cycles_table()
+        return np.asarray(xsave_by_class) @ xs + np.asarray(xrstor_by_class) @ xr
 
     def class_charges(self) -> dict:
         """{class: {set, xfeatures, match, xsave_cycles, xrstor_cycles}}: what estimates charge."""
