@@ -147,13 +147,6 @@ def workload(tmp_path_factory):
     return exe
 
 
-@pytest.fixture(scope="module")
-def tracefs(need_bcc):
-    # helper A makes fputrace mount it itself; until then a fresh machine may have none
-    subprocess.run("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing",
-                   shell=True, check=False)
-
-
 def _bytes_expected(xfeatures, sizes: dict[int, int], enabled: int) -> int:
     """576 + CPUID sizes of the live extended components (the model's rule for xfeatures 0:
     the task's last known value, else every enabled component)."""
@@ -167,7 +160,7 @@ def _bytes_expected(xfeatures, sizes: dict[int, int], enabled: int) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("set_name", ["avx", "avx512", "amx"])
-def test_bytes_per_save_follow_the_live_components(set_name, workload, tracefs, tmp_path):
+def test_bytes_per_save_follow_the_live_components(set_name, workload, need_bcc, tmp_path):
     _need_cpu(set_name)
     n, cpu = 2000, sorted(os.sched_getaffinity(0))[-1]
     big_out, sse_out, fpt = tmp_path / "big.json", tmp_path / "sse.json", tmp_path / "x.fpt"
