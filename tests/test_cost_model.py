@@ -6,7 +6,8 @@ import json
 import pytest
 
 from fputrace.model import BUILTIN_DEFAULT, Model
-from fputrace.model.cost import (CostModelError, event_bytes, load_cost_model, xstate_class,
+from fputrace.model.cost import (CostModelError, class_rank, components_label, event_bytes,
+                                 load_cost_model, xstate_class,
                                  xstate_table)
 from tests.scenario_builder import build
 
@@ -94,6 +95,9 @@ def test_each_class_is_charged_its_nearest_calibrated_superset(tmp_path):
     assert [e.set for e in cm.per_xfeatures] == ["sse", "avx", "avx512", "amx"]
     assert xstate_class(0x3) == "sse" and xstate_class(0x207) == "avx"
     assert xstate_class(0x227) == "avx512" and xstate_class(0x40003) == "amx"
+    assert components_label(0x602e7) == "SSE+AVX+AVX-512+AMX" and components_label(0x803) == "SSE"
+    assert components_label(0x800) == "SSE" and components_label(0) == "-"
+    assert [class_rank(x) for x in (0x3, 0x7, 0x27, 0x40000)] == [0, 1, 2, 3]
     assert cm.class_cycles("sse") == (91, 148) and cm.class_cycles("amx") == (400, 500)
     # an event with only the opmask live is charged the whole AVX-512 set
     assert cm.set_for(0x23)[0].set == "avx512" and cm.set_for(0x23)[1] == "calibrated"

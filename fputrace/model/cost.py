@@ -47,6 +47,21 @@ _GROUPS = {name: mask for name, mask in XSTATE_CLASSES}
 _ALL_GROUPS = sum(_GROUPS.values())
 
 
+def components_label(xfeatures: int) -> str:
+    """The classes whose groups are live in ``xfeatures`` (e.g. an OR over a task's saves), as
+    ``SSE+AVX+AMX``; ``-`` for none seen."""
+    if not xfeatures:
+        return "-"
+    names = [CLASS_LABELS[n] for n, mask in XSTATE_CLASSES if xfeatures & mask]
+    return "+".join(names) or "SSE"
+
+
+def class_rank(xfeatures: int) -> int:
+    """0 (SSE) .. 3 (AMX): the index of ``xstate_class`` in ``CLASS_NAMES`` (sort key: largest
+    state first)."""
+    return CLASS_NAMES.index(xstate_class(xfeatures))
+
+
 def xstate_class(xfeatures: int) -> str:
     """``sse``, ``avx``, ``avx512`` or ``amx``: the highest group live in ``xfeatures``."""
     for name, mask in reversed(XSTATE_CLASSES):
