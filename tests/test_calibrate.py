@@ -128,6 +128,23 @@ def test_a_cpu_without_a_feature_leaves_its_set_out_with_the_reason(tmp_path, ca
 
 @need_cc
 @need_xsave
+@pytest.mark.skipif(all(CPU_HAS.values()), reason="this CPU has AVX, AVX-512 and AMX: no set to assume")
+def test_past_the_cpuid_check_the_os_gives_its_own_reason(tmp_path, cache_env):
+    """FPUTRACE_CALIBRATE_ASSUME skips a set's CPUID check: on a CPU without it, XCR0 (what the
+    kernel enabled) must then leave it out, with the bits it lacks; nothing is executed."""
+    missing = [name for name, has in CPU_HAS.items() if not has]
+    env = dict(cache_env, FPUTRACE_CALIBRATE_ASSUME=",".join(missing))
+    data, _ = _calibrate(tmp_path, "--runs", "100", env=env)
+    left_out = {lo["set"]: lo["reason"] for lo in data["left_out"]}
+    xcr0 = int(data["details"]["xcr0"], 16)
+    for name in missing:
+        lacks = GROUPS[name] & ~xcr0
+        assert left_out[name] == (f"the OS has not enabled the {name} state: XCR0 0x{xcr0:x} "
+                                  f"lacks 0x{lacks:x}"), left_out[name]
+
+
+@need_cc
+@need_xsave
 def test_sets_restricts_what_is_measured(tmp_path, cache_env):
     data, _ = _calibrate(tmp_path, "--sets", "sse", "--runs", "100", env=cache_env)
     assert [e["set"] for e in data["per_xfeatures"]] == ["sse"]
@@ -141,7 +158,7 @@ def test_bad_sets_and_hide_values_are_one_line(tmp_path, cache_env):
     if HAVE_CC:
         env = dict(cache_env, FPUTRACE_CALIBRATE_HIDE="sse")
         res = run_fputrace("calibrate", "-o", str(tmp_path / "x.json"), "--runs", "100", env=env)
-        assert res.returncode == 1 and "cannot hide sse" in res.stderr
+        assert res.returncode == 1 and "cannot apply to sse" in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
 
 

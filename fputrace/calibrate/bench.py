@@ -23,6 +23,7 @@ from ..model.cost import default_cost_model_path
 EXIT_NO_XSAVE = 3
 SETS = ("sse", "avx", "avx512", "amx")     # cumulative component sets, smallest first
 HIDE_ENV = "FPUTRACE_CALIBRATE_HIDE"       # comma list of avx, avx512, amx: act as if the CPU lacked them
+ASSUME_ENV = "FPUTRACE_CALIBRATE_ASSUME"   # skip their CPUID check: XCR0 and the kernel still decide
 
 
 class CalibrationError(FputraceError):
@@ -81,11 +82,11 @@ def build(cache_dir: Path | None = None) -> tuple[Path, str | None]:
     return basic, note
 
 
-def _hidden() -> str:
-    names = [n.strip() for n in os.environ.get(HIDE_ENV, "").split(",") if n.strip()]
+def _set_list(env: str) -> str:
+    names = [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]
     bad = [n for n in names if n not in SETS[1:]]
     if bad:
-        raise CalibrationError(f"{HIDE_ENV}={os.environ[HIDE_ENV]!r}: cannot hide {', '.join(bad)} "
+        raise CalibrationError(f"{env}={os.environ[env]!r}: cannot apply to {', '.join(bad)} "
                                f"(choose among {', '.join(SETS[1:])})")
     return ",".join(names)
 
@@ -94,7 +95,8 @@ def measure(runs: int = 5000, sets: list[str] | None = None, cache_dir: Path | N
     """The benchmark's JSON: layout, and per set either min/median ticks per instruction or the
     reason it was left out. ``sets`` restricts the sets measured (default: all the CPU has)."""
     exe, build_note = build(cache_dir)
-    args = [str(exe), str(runs), ",".join(sets or ()), _hidden()]
+    hidden, assumed = _set_list(HIDE_ENV), _set_list(ASSUME_ENV)
+    args = [str(exe), str(runs), ",".join(sets or ()), hidden, assumed]
     try:
         res = subprocess.run(args, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
@@ -116,5 +118,5 @@ def measure(runs: int = 5000, sets: list[str] | None = None, cache_dir: Path | N
     except ValueError as err:
         raise CalibrationError(f"the XSAVE benchmark printed no valid JSON ({err})") from None
     raw["build_note"] = build_note
-    raw["hidden"] = _hidden()
+    raw["hidden"], raw["assumed"] = hidden, assumed
     return raw

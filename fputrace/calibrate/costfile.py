@@ -130,5 +130,6 @@ def cost_model_from(raw: dict) -> dict:
                                               for s in raw["sets"] if "cycles" in s},
                     "xsave_area_bytes": raw["xsave_area_bytes"],
                     "xsavec_area_bytes": raw.get("xsavec_area_bytes"),
-                    "features": raw["features"], "hidden": raw.get("hidden") or None},
+                    "features": raw["features"], "hidden": raw.get("hidden") or None,
+                    "assumed": raw.get("assumed") or None},
     }

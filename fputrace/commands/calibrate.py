@@ -17,7 +17,8 @@ user mode: XSAVEC and XRSTOR of the compacted area stand in for them (the file s
 Needs a C compiler (cc/gcc, or $CC) the first time: the micro-benchmark is built into the cache
 directory. Without one, or on a CPU without XSAVE, it says so and estimates keep using the
 builtin-default cost model (XSAVE ~135, XRSTOR ~300 cycles, not measured on this CPU).
-FPUTRACE_CALIBRATE_HIDE=avx512,amx makes the benchmark act as if the CPU lacked those (for tests).
+For tests: FPUTRACE_CALIBRATE_HIDE=avx512,amx makes the benchmark act as if the CPU lacked those;
+FPUTRACE_CALIBRATE_ASSUME=amx skips that set's CPUID check (XCR0 and the kernel still decide).
 """
 
 
