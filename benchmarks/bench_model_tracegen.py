@@ -24,7 +24,8 @@ XR_UR = int(XrstorCause.USER_RETURN)
 MODE_PROBE, MODE_TRACEPOINT = 0, 1
 
 # generator state: G[...]
-G_CLOCK, G_N, G_EAGER, G_MODE, G_LOST_PPM, G_NCPU, G_NTASK, G_NO_EXIT = range(8)
+G_CLOCK, G_N, G_EAGER, G_MODE, G_LOST_PPM, G_NCPU, G_NTASK, G_NO_EXIT, G_EXIT_ODDS, G_FORK_ODDS, \
+    G_NEXT_TID = range(11)
 # task columns: TK[task, ...]
 TK_TID, TK_KTHREAD, TK_ALIVE, TK_CPU, TK_INUSER, TK_NEED, TK_LAST = range(7)
 
@@ -76,7 +77,7 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
                 y = -1
             if x < 0 and y < 0:
                 continue
-            exiting = (x >= 0 and TK[x, TK_KTHREAD] == 0 and np.random.randint(0, 40) == 0
+            exiting = (x >= 0 and TK[x, TK_KTHREAD] == 0 and np.random.randint(0, G[G_EXIT_ODDS]) == 0
                        and G[G_NO_EXIT] == 0)
             if exiting:                   # keep two user tasks alive, or the machine would stall
                 alive = 0
@@ -148,10 +149,13 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
                 for kk in (K_KB, K_XS, K_KE):     # tracepoint mode: one inferred triple
                     _emit(G, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind, o_flags, c,
                           kk, tid, 0, 0, FLAG_INFERRED)
-            if TK[x, TK_KTHREAD] == 0 and np.random.randint(0, 12) == 0:
+            if TK[x, TK_KTHREAD] == 0 and np.random.randint(0, G[G_FORK_ODDS]) == 0:
                 # fork: the child takes a dead slot (its tid is reused) if there is one
                 ch = np.random.randint(0, ntask)
                 if TK[ch, TK_ALIVE] == 0 and TK[ch, TK_KTHREAD] == 0:
+                    if G[G_NEXT_TID] > 0:       # churn: the kernel hands out the next pid
+                        TK[ch, TK_TID] = G[G_NEXT_TID]
+                        G[G_NEXT_TID] = G[G_NEXT_TID] + 1 if G[G_NEXT_TID] < 4194303 else 300
                     _emit(G, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind, o_flags, c,
                           K_FORK, tid, TK[ch, TK_TID], TK[ch, TK_TID], 0)
                     _emit(G, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind, o_flags, c,
@@ -180,11 +184,16 @@ def _fill(G, TK, CUR, OWN, DROP, o_ts, o_a0, o_a1, o_tid, o_tgid, o_cpu, o_kind,
 class TraceGen:
     def __init__(self, cpus: int = 4, tasks: int = 64, kthreads: int = 4, seed: int = 0,
                  policy: str = "deferred", mode: str = "probe", lost_ppm: int = 0,
-                 exits: bool = True):
+                 exits: bool = True, churn: bool = False):
         self.cpus, self.tasks, self.kthreads = cpus, tasks, kthreads
         self.policy, self.mode = policy, mode
         n = tasks + kthreads
-        self.G = np.zeros(8, dtype=np.int64)
+        self.G = np.zeros(11, dtype=np.int64)
+        # churn (a fork storm): tasks exit after a few switches, forks are frequent, and every
+        # child gets a fresh tid as the kernel's pid allocator would (wrapping at pid_max)
+        self.G[G_EXIT_ODDS] = 3 if churn else 40
+        self.G[G_FORK_ODDS] = 2 if churn else 12
+        self.G[G_NEXT_TID] = 100_000 if churn else 0
         self.G[G_EAGER] = int(policy == "eager")
         self.G[G_MODE] = MODE_PROBE if mode == "probe" else MODE_TRACEPOINT
         self.G[G_LOST_PPM] = lost_ppm

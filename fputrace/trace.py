@@ -111,7 +111,7 @@ class Trace:
 
     def _model(self, **model_kw):
         from .model import Model                        # the analysis lives in fputrace.model
-        model = Model(self.meta, **model_kw)
+        model = Model(self.meta, history=False, **model_kw)   # (history: the dashboard's)
         for batch in self.batches():
             model.feed(batch)
         return model

@@ -4,7 +4,6 @@ Never invent certainty: every label here is shown beside the number in text and 
 """
 from __future__ import annotations
 
-from .layout import S_HAS_UR_EVENTS, S_INFERRED, S_KFPU_UNTIMED, S_LOST, S_UNEXPLAINED, S_UNSEEN_SAVES, S_UR_ASSUMED
 
 
 def _exact(modes: dict, logical: str):
@@ -16,11 +15,11 @@ def _exact(modes: dict, logical: str):
     return bool(m.get("exact"))
 
 
-def exactness(model) -> dict[str, str]:
-    meta = model.meta
-    modes = meta.get("modes") or {}
-    S = model._S
-    inferred = int(S[S_INFERRED]) > 0
+def exactness(view) -> dict[str, str]:
+    """For one ``tables.ModelView``."""
+    modes = view.meta.get("modes") or {}
+    f = view.flags()
+    inferred = f["inferred"] > 0
     out: dict[str, str] = {}
 
     xs = _exact(modes, "xsave")
@@ -34,8 +33,8 @@ def exactness(model) -> dict[str, str]:
     else:
         out["xsave"] = "switch saves exact (tracepoint); kernel-FPU saves not observed (lower bound)"
 
-    if int(S[S_UNSEEN_SAVES]):
-        out["xsave"] += (f"; {int(S[S_UNSEEN_SAVES])} kernel-FPU save(s) inferred from switch-outs "
+    if f["unseen_saves"]:
+        out["xsave"] += (f"; {f['unseen_saves']} kernel-FPU save(s) inferred from switch-outs "
                          "that found the registers already saved (not in the counts)")
     xr = _exact(modes, "xrstor")
     if xr:
@@ -57,23 +56,23 @@ def exactness(model) -> dict[str, str]:
         out["kfpu_sections"] = "unavailable in this mode" if kb is False or not modes else \
             "as in the source"
         out["kfpu_durations"] = out["kfpu_sections"]
-    if int(S[S_KFPU_UNTIMED]):
-        out["kfpu_durations"] += f"; {int(S[S_KFPU_UNTIMED])} section(s) began before the trace or a gap"
+    if f["kfpu_untimed"]:
+        out["kfpu_durations"] += f"; {f['kfpu_untimed']} section(s) began before the trace or a gap"
 
-    if S[S_HAS_UR_EVENTS]:
+    if f["has_ur_events"]:
         out["avoidable_xrstor"] = "exact (returns to user observed at switch_fpu_return)"
-    elif S[S_UR_ASSUMED]:
+    elif f["ur_assumed"]:
         out["avoidable_xrstor"] = ("lower bound: returns to user mode are not observable on an eager "
                                    "kernel; assumed before each switch-out and kernel FPU use")
     else:
         out["avoidable_xrstor"] = ("derived from the deferred kernel's own saves and restores "
                                    "(a consistency check: should be ~0)")
-    out["bytes"] = model.xstate_note + (
+    out["bytes"] = view.xstate_note + (
         "; events without xfeatures use the task's last known value, else all enabled components")
-    if int(S[S_UNEXPLAINED]):
-        out["ownership"] = (f"{int(S[S_UNEXPLAINED])} restore(s) with no observed cause (a kernel "
+    if f["unexplained"]:
+        out["ownership"] = (f"{f['unexplained']} restore(s) with no observed cause (a kernel "
                             "thread's or interrupt's SIMD use the mode cannot see)")
-    if int(S[S_LOST]):
-        out["lost"] = (f"{int(S[S_LOST])} events lost: counts of tasks flagged gap=true crossed a "
+    if f["lost"]:
+        out["lost"] = (f"{f['lost']} events lost: counts of tasks flagged gap=true crossed a "
                        "gap and are lower bounds")
     return out

@@ -1,112 +1,67 @@
-"""Snapshot and TaskDetail for the dashboard (contract: ``snapshot.py``); cheap enough for 10 Hz."""
+"""Snapshot and TaskDetail for the dashboard (contract: ``snapshot.py``); cheap enough for 10 Hz.
+
+Counts come from the model's accessors (``tables.ModelView``); owner strips, rates and timelines
+from the dashboard's recent-activity sink (``history.RecentActivity``), when the model keeps one.
+"""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..errors import FputraceError
-from .estimate import policy_totals, self_check
-from .layout import (CF_OWNER, OWNER_RING, RATE_SLOTS, S_GAP, S_INFERRED, S_LAST_TS, S_LOST,
-                     S_NEVENTS, TF_TID, TF_TGID, TF_XR, TF_XS, TF_AVOID, XRSTOR_CAUSE_NAMES,
-                     XSAVE_CAUSE_NAMES, TF_PENDING)
-from .report import caller_table, hist_table, owner_name, task_table
+from .history import MAX_STRIP, RATE_SLOTS  # noqa: F401  (MAX_STRIP: part of the contract)
 from .snapshot import CpuView, OwnerInterval, PolicyView, Snapshot, TaskDetail
+from .structs import XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES
 
-MAX_STRIP = 256                      # owner intervals per CPU in a snapshot (downsampled beyond)
 SNAPSHOT_TASK_COLUMNS = ["tid", "tgid", "comm", "kthread", "xsave", "xrstor", "avoidable_xrstor",
                          "kfpu_sections", "kfpu_ns", "state", "last_cpu"]
 
 
-def _strip(model, c: int, lo_ns: int, now_ns: int) -> tuple[OwnerInterval, ...]:
-    head = int(model._OHEAD[c])
-    n = min(head, OWNER_RING)
-    if n == 0:
-        return (OwnerInterval(lo_ns, now_ns, "UNKNOWN"),)
-    idx = np.arange(head - n, head) % OWNER_RING
-    ts, own = model._OTS[c, idx], model._OOWN[c, idx]
-    first = max(0, int(np.searchsorted(ts, lo_ns, side="right")) - 1)
-    ts, own = ts[first:], own[first:]
-    n = len(ts)
-    if n > MAX_STRIP:   # a strip is a few hundred cells wide: keep evenly spaced changes
-        keep = np.unique(np.linspace(0, n - 1, MAX_STRIP).astype(np.int64))
-        ts, own, n = ts[keep], own[keep], len(keep)
-    out = []
-    for j in range(n):
-        start = max(int(ts[j]), lo_ns)
-        end = int(ts[j + 1]) if j + 1 < n else now_ns
-        if end < start:
-            continue
-        kind, tid = owner_name(model, int(own[j]))
-        out.append(OwnerInterval(start, end, kind, tid))
-    if out and out[0].start_ns > lo_ns and head <= OWNER_RING:
-        out.insert(0, OwnerInterval(lo_ns, out[0].start_ns, "UNKNOWN"))
-    return tuple(out)
-
-
-def _rates(model, c: int, now_ns: int, seconds: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    now_s = now_ns // 1_000_000_000
-    secs = np.arange(now_s - seconds + 1, now_s + 1)
-    slots = secs % RATE_SLOTS
-    ok = model._RSEC[c, slots] == secs
-    xs = np.where(ok, model._RATE[c, 0, slots], 0).astype(float)
-    xr = np.where(ok, model._RATE[c, 1, slots], 0).astype(float)
-    return tuple(xs.tolist()), tuple(xr.tolist())
-
-
-def build_snapshot(model, window_ns: int) -> Snapshot:
-    S = model._S
-    now = int(S[S_LAST_TS])
+def build_snapshot(view, history, window_ns: int) -> Snapshot:
+    f = view.flags()
+    now = view.now_ns
     lo = now - window_ns
     seconds = max(1, min(RATE_SLOTS, int(window_ns // 1_000_000_000)))
     cpus = []
-    for c in range(model._ncpu):
-        kind, tid = owner_name(model, int(model._C[c, CF_OWNER]))
-        tidx = int(model._C[c, CF_OWNER])
-        xs, xr = _rates(model, c, now, seconds)
-        cpus.append(CpuView(cpu=c, owner=kind, tid=tid,
-                            comm=model.comms.get(tidx, "") if kind == "TASK" else "",
-                            strip=_strip(model, c, lo, now), xsave_per_s=xs, xrstor_per_s=xr))
-    tasks = task_table(model)[SNAPSHOT_TASK_COLUMNS].copy()
+    for c, (kind, tid, comm) in enumerate(view.cpu_owners()):
+        if history is not None:
+            strip = history.strip(c, lo, now)
+            xs, xr = history.rates(c, now, seconds)
+        else:
+            strip, xs, xr = (OwnerInterval(lo, now, "UNKNOWN"),), (0.0,) * seconds, (0.0,) * seconds
+        cpus.append(CpuView(cpu=c, owner=kind, tid=tid, comm=comm if kind == "TASK" else "",
+                            strip=strip, xsave_per_s=xs, xrstor_per_s=xr))
+    tasks = view.tasks()[SNAPSHOT_TASK_COLUMNS].copy()
     tasks["state"] = tasks["state"].astype(str)
-    callers = caller_table(model)[["caller", "sections", "total_ns", "max_ns", "p99_ns"]]
-    pol = policy_totals(model, model.cost_model, [p.name for p in model.requested])
+    callers = view.callers()[["caller", "sections", "total_ns", "max_ns", "p99_ns"]]
+    pol = view.policy_totals([p.name for p in view.requested])
     policies = tuple(PolicyView(name, int(r.xsave), int(r.xrstor), int(r.avoidable_xrstor),
                                 int(r.bytes), float(r.cycles)) for name, r in pol.iterrows())
-    sc = self_check(model)
-    inferred = ("KFPU_BEGIN", "XSAVE", "KFPU_END") if S[S_INFERRED] else ()
-    return Snapshot(now_ns=now, window_ns=window_ns, events=int(S[S_NEVENTS]),
-                    lost_events=int(S[S_LOST]), gap_flagged=bool(S[S_GAP]), cpus=tuple(cpus),
+    sc = view.self_check()
+    inferred = ("KFPU_BEGIN", "XSAVE", "KFPU_END") if f["inferred"] else ()
+    return Snapshot(now_ns=now, window_ns=window_ns, events=f["nevents"],
+                    lost_events=f["lost"], gap_flagged=bool(f["gap"]), cpus=tuple(cpus),
                     tasks=tasks.reset_index(drop=True), kfpu_callers=callers,
-                    kfpu_hist=hist_table(model)[["lo_ns", "count"]], policies=policies,
-                    recorded_policy=model.recorded_policy or "unknown",
+                    kfpu_hist=view.kfpu_hist()[["lo_ns", "count"]], policies=policies,
+                    recorded_policy=view.recorded_policy or "unknown",
                     self_check=float("nan") if sc is None else sc,
-                    cost_model=model.cost_model.name, inferred_kinds=inferred)
+                    cost_model=view.cost_model.name, inferred_kinds=inferred)
 
 
-def build_task_detail(model, tid: int) -> TaskDetail:
-    n = model.ntasks
-    T = model._T[:n]
-    gens = np.flatnonzero(T[:, TF_TID] == tid)
-    if gens.size == 0:
+def build_task_detail(view, history, tid: int) -> TaskDetail:
+    n = view.newest(tid)                   # the newest generation of a reused tid
+    if n is None:
         raise FputraceError(f"task {tid} does not appear in the trace")
-    t = int(gens[-1])                      # the newest generation of a reused tid
-    rows = [("XSAVE", name, int(T[t, TF_XS + v]), 0) for v, name in XSAVE_CAUSE_NAMES.items()]
-    rows += [("XRSTOR", name, int(T[t, TF_XR + v]), 0) for v, name in XRSTOR_CAUSE_NAMES.items()]
+    rows = [("XSAVE", name, int(n["xsave"][v]), 0) for v, name in XSAVE_CAUSE_NAMES.items()]
+    rows += [("XRSTOR", name, int(n["xrstor"][v]), 0) for v, name in XRSTOR_CAUSE_NAMES.items()]
     causes = pd.DataFrame(rows, columns=["kind", "cause", "count", "avoidable"])
     causes = causes[causes["count"] > 0].reset_index(drop=True)
     if len(causes):
         causes.loc[causes.kind == "XRSTOR", "avoidable"] = 0
-        causes.attrs["avoidable_xrstor"] = int(T[t, TF_AVOID])
+        causes.attrs["avoidable_xrstor"] = int(n["avoidable"].sum())
     timeline = []
-    for c in range(model._ncpu):
-        head = int(model._OHEAD[c])
-        k = min(head, OWNER_RING)
-        idx = np.arange(head - k, head) % OWNER_RING
-        ts, own = model._OTS[c, idx], model._OOWN[c, idx]
-        for j in np.flatnonzero(own == t).tolist():
-            end = int(ts[j + 1]) if j + 1 < k else int(model._S[S_LAST_TS])
-            timeline.append((int(ts[j]), end, f"regs:{c}"))
-    timeline.sort()
+    if history is not None:
+        timeline = [s for s in history.timeline(int(n["uid"]), view.now_ns, user_state=False,
+                                                alive=True) if s[2].startswith("regs")]
     tl = pd.DataFrame(timeline, columns=["start_ns", "end_ns", "state"])
-    return TaskDetail(tid=tid, tgid=int(T[t, TF_TGID]), comm=model.comms.get(t, ""),
+    return TaskDetail(tid=tid, tgid=int(n["tgid"]), comm=n["comm"].decode("utf-8", "replace"),
                       causes=causes, timeline=tl)

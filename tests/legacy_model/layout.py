@@ -5,7 +5,7 @@ views can read it with numpy (no per-task Python objects). Growing an array = co
 """
 from __future__ import annotations
 
-from ..events import XrstorCause, XsaveCause
+from fputrace.events import XrstorCause, XsaveCause
 
 # Owner codes of a CPU's registers (>= 0: dense task index = that task's user state is valid there).
 OWN_NONE, OWN_KERNEL, OWN_UNKNOWN = -1, -2, -3

@@ -24,7 +24,7 @@ from .jitcache import ensure_writable_cache
 ensure_writable_cache()
 from numba import njit  # noqa: E402  (after the cache location is settled)
 
-from ..events import Kind, XrstorCause, XsaveCause
+from fputrace.events import Kind, XrstorCause, XsaveCause
 from .layout import *  # noqa: F401,F403  (numba freezes these module constants at compile time)
 
 K_SWITCH = int(Kind.SWITCH)

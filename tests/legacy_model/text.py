@@ -1,0 +1,73 @@
+"""Plain-text rendering of reports and estimates with rich tables (no colour when not a terminal)."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    return Console(file=buf, width=120, color_system=None, force_terminal=False), buf
+
+
+def _table(title: str, df, columns: list[str]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="left" if c in ("comm", "caller", "cause", "kind", "owner", "policy")
+                     else "right")
+    for rec in df[columns].itertuples(index=False):
+        t.add_row(*(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+                    for v in (x.item() if hasattr(x, "item") else x for x in rec)))
+    return t
+
+
+def render_report(rep, top: int | None = 20, pid: int | None = None) -> str:
+    con, buf = _console()
+    tot = rep.totals
+    con.print(f"fputrace report: {tot['events']:,} events over {tot['duration_ns'] / 1e9:.3f} s, "
+              f"recorded policy: {rep.recorded_policy or 'unknown'}")
+    con.print(f"XSAVE {tot['xsave']:,}  XRSTOR {tot['xrstor']:,}  avoidable XRSTOR "
+              f"{tot['avoidable_xrstor']:,}  kernel FPU sections {tot['kfpu_sections']:,} "
+              f"(inferred {tot['kfpu_sections_inferred']:,})  lost events {tot['lost_events']:,}")
+    if tot["kfpu_max_ns"]:
+        con.print(f"kernel FPU section length (preemption off): p50 < {tot['kfpu_p50_ns']:,} ns, "
+                  f"p99 < {tot['kfpu_p99_ns']:,} ns, max {tot['kfpu_max_ns']:,} ns")
+    tasks = rep.filtered(pid, top)
+    con.print(_table(f"per task (top {top})" if top else "per task", tasks,
+                     ["tid", "tgid", "comm", "xsave", "xrstor", "avoidable_xrstor",
+                      "kfpu_sections", "gap"]))
+    if len(rep.per_cause):
+        con.print(_table("per cause", rep.per_cause, ["kind", "cause", "count"]))
+    con.print(_table("per CPU", rep.per_cpu, ["cpu", "xsave", "xrstor", "kfpu_sections",
+                                              "lost_events", "owner", "owner_tid"]))
+    if len(rep.kfpu_callers):
+        con.print(_table("kernel FPU callers", rep.kfpu_callers.head(top or None),
+                         ["caller", "sections", "inferred_sections", "total_ns", "max_ns",
+                          "p50_ns", "p99_ns"]))
+    if len(rep.kfpu_hist):
+        con.print(_table("kernel FPU section lengths", rep.kfpu_hist, ["lo_ns", "hi_ns", "count"]))
+    con.print("exactness:")
+    for k, v in rep.exactness.items():
+        con.print(f"  {k}: {v}")
+    if rep.modes:
+        con.print("modes: " + ", ".join(f"{k}={v.get('attach')}" for k, v in rep.modes.items()
+                                          if isinstance(v, dict)))
+    return buf.getvalue()
+
+
+def render_estimate(est) -> str:
+    con, buf = _console()
+    sc = "unavailable" if est.self_check is None else f"{est.self_check:.2%}"
+    con.print(f"fputrace estimate: recorded policy {est.recorded_policy or 'unknown'}, "
+              f"self-check {sc}, cost model {est.cost_model_name}")
+    df = est.policies.reset_index()
+    df["cycles"] = df["cycles"].round().astype("int64")
+    m = est.measured
+    con.print(f"measured: XSAVE {m['xsave']:,}  XRSTOR {m['xrstor']:,}  bytes {m['bytes']:,}")
+    con.print(_table("per policy", df, ["policy", "xsave", "xrstor", "avoidable_xrstor", "bytes",
+                                        "cycles"]))
+    for n in est.notes:
+        con.print(f"note: {n}")
+    return buf.getvalue()
