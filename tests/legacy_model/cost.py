@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FputraceError
+from fputrace.errors import FputraceError
 
 # XCR0 0x207 (x87, SSE, AVX, PKRU): the development machines' layout; used when a recording has none.
 DEFAULT_XSTATE = {
