@@ -251,7 +251,8 @@ def bpf_programs_on(tracepoint: str) -> str:
         out = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
-    return ", ".join(re.findall(rf"^\d+: (?:raw_)?tracepoint\s+name (\S*{tracepoint}\S*)", out, re.M))
+    return ", ".join(m.group(1) for m in re.finditer(rf"^\d+: (?:raw_)?tracepoint\s+name (\S*(?:{tracepoint})\S*)",
+                                                    out, re.M))
 
 
 @pytest.mark.live
