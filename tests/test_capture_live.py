@@ -225,3 +225,37 @@ def test_perf_keeps_its_samples_while_fputrace_traces_the_same_tracepoints(need_
     assert switches >= n, f"perf saw {switches} sched_switch samples of pid {parent} beside fputrace, want >= {n}"
     import fputrace
     assert len(fputrace.load(fpt).events) > 0
+
+
+def test_lost_events_start_the_gap_at_the_last_event_their_cpu_delivered(need_bcc):
+    """A LOST event is stamped at the last event its CPU delivered before the drop, not at the
+    consumer's poll time: the UNKNOWN window must start before the events that followed the drop.
+    In the released stream each LOST therefore carries the timestamp of the event before it on its
+    CPU (or, when that one was already released, of the newest event released: order is kept)."""
+    from fputrace.capture import CaptureOptions, CaptureSession
+    stop = threading.Event()
+    opts = CaptureOptions(mode="tracepoint", buffer_pages=1, synthetic=8, calibrate_s=0.1)
+    with CaptureSession(opts) as cap:
+        deadline = time.monotonic() + 1.0
+
+        def flood():
+            while time.monotonic() < deadline:
+                os.getppid()
+            stop.set()
+
+        t = threading.Thread(target=flood)
+        t.start()
+        ev = np.concatenate(list(cap.batches(stop)))
+        t.join()
+        start_ns = cap.meta["start_ns"]
+    assert (np.diff(ev["ts_ns"].astype(np.int64)) >= 0).all()
+    lost_rows = np.flatnonzero(ev["kind"] == Kind.LOST)
+    assert len(lost_rows) > 0, "a 4 KiB ring under a syscall flood must overflow"
+    for i in lost_rows:
+        ts, cpu = int(ev["ts_ns"][i]), int(ev["cpu"][i])
+        before = ev[:i]
+        same_cpu = before[(before["cpu"] == cpu) & (before["kind"] != Kind.LOST)]
+        allowed = {start_ns, int(before["ts_ns"][-1]) if len(before) else start_ns}
+        if len(same_cpu):
+            allowed.add(int(same_cpu["ts_ns"][-1]))
+        assert ts in allowed, f"LOST on cpu {cpu} at {ts}: not at the last event before it ({sorted(allowed)})"

@@ -106,13 +106,16 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                     t0 = time.monotonic()
                     deadline = t0 + duration_s if duration_s else None
                     last_status = 0.0
-                    lost_reported = {}
+                    lost_reported, skipped_reported = {}, {}
                     symbols_reported, last_symbols = 0, t0
                     for batch in cap.batches(stop):
                         wthread.put(batch)
                         if cap.meta.get("lost_per_cpu") != lost_reported:
                             lost_reported = dict(cap.meta["lost_per_cpu"])
                             writer.update_meta(lost_per_cpu=lost_reported)
+                        if cap.meta.get("recursion_misses") != skipped_reported:
+                            skipped_reported = cap.meta["recursion_misses"]
+                            writer.update_meta(recursion_misses=skipped_reported)
                         now = time.monotonic()
                         if cap.callers_seen != symbols_reported and now - last_symbols >= 5.0:
                             # so that a killed recording can still name its kernel-FPU callers
@@ -126,12 +129,14 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
                             last_status = now
                             st = cap.stats
                             sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
-                                             f"lost {st['lost']:,}  {_fmt_bytes(writer.bytes_written)}   ")
+                                             f"lost {st['lost']:,}  skipped {st['skipped']:,}  "
+                                             f"{_fmt_bytes(writer.bytes_written)}   ")
                             sys.stderr.flush()
                     wthread.finish()
                     st = cap.stats
                     writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
                                        lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
+                                       recursion_misses=cap.meta.get("recursion_misses"),
                                        capture_stats={k: v for k, v in st.items() if v is not None},
                                        bpf_counters=cap.bpf_counters())
                 finally:
@@ -141,12 +146,16 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
             sys.stderr.write("\n")
         if not quiet:
             per = writer.bytes_written / st["events"] if st["events"] else 0.0
-            print(f"fputrace: {st['events']:,} events, {st['lost']:,} lost, "
-                  f"{_fmt_bytes(writer.bytes_written)} ({per:.1f} bytes/event) -> {path}",
+            print(f"fputrace: {st['events']:,} events, {st['lost']:,} lost, {st['skipped']:,} probe runs "
+                  f"the kernel skipped, {_fmt_bytes(writer.bytes_written)} ({per:.1f} bytes/event) -> {path}",
                   file=sys.stderr)
             if st["lost"]:
                 print("fputrace: events were lost: increase --buffer-pages or narrow with --pid/--comm",
                       file=sys.stderr)
+            if st["skipped"]:
+                which = ", ".join(f"{k} {v:,}" for k, v in cap.meta["recursion_misses"].items())
+                print(f"fputrace: the kernel skipped probe runs while another BPF program ran on the same "
+                      f"CPU ({which}): those events were not seen", file=sys.stderr)
         return 0
     finally:
         for s, h in old.items():

@@ -47,6 +47,11 @@ class Reorderer:
             ts = batch["ts_ns"]
             self._pending.append((int(ts.min()), int(ts.max()), rows(batch)))
 
+    @property
+    def released_upto(self) -> int:
+        """Timestamp of the newest event released so far: anything pushed older is late."""
+        return self._released_upto
+
     def pending(self) -> int:
         return sum(len(r) for _, _, r in self._pending)
 

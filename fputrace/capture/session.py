@@ -14,6 +14,10 @@
   tif_need_fpu_load_bit (+ tif_calibration: expected, verified, candidates, samples, source),
   xstate {xcr0, mask, features[{bit,name,size_bytes,offset}], total_bytes, compacted},
   lost_per_cpu {cpu: n} (kept current: read ``cap.meta`` after each batch),
+  recursion_misses {program: n}: runs of our programs the kernel skipped because a BPF program
+    was already running on that CPU (bpf_prog_info, 5.12+; None where the kernel does not count
+    them; kept current, read about once a second and at the end),
+  fputrace_tgid (the recorder's own process: reports can mark its tasks),
   symbols {"0xffff...": "func+0x1a"} (kallsyms subset for the kernel-FPU callers seen),
   command (set by the caller), filter {pid, comm}, headers {kind, path},
   tracefs {path, mounted_by_fputrace: ["tracefs at /sys/kernel/tracing"] when it mounted it},
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
+import os
 import threading
 import time
 from bisect import bisect_right
@@ -41,10 +46,12 @@ from .features import expected_tif_bit, host_features
 from .headers import apply as apply_headers
 from .options import CaptureOptions
 from .plan import make_plan
+from .progstats import ProgramStats
 from .reorder import Reorderer
 
 POLL_MS = 100
-RELEASE_EVERY_NS = 50_000_000      # reorder/LOST bookkeeping cadence under load
+RELEASE_EVERY_NS = 50_000_000      # reorder bookkeeping cadence under load
+PROGRAM_STATS_EVERY_NS = 1_000_000_000   # bpf_prog_info of our programs (recursion misses)
 
 
 class CaptureSession:
@@ -57,6 +64,10 @@ class CaptureSession:
         self._reader = None
         self._reorder = Reorderer()
         self._lost_seen: list[int] = []
+        self._last_ts = np.zeros(0, np.uint64)   # per CPU: timestamp of the last event delivered
+        self._progs = None                       # progstats.ProgramStats of our programs
+        self._progs_read_ns = 0
+        self.program_infos: dict = {}            # short name -> progstats.ProgInfo, last read
         self._callers: set[int] = set()
         self._events = 0
         self._lost = 0
@@ -97,6 +108,8 @@ class CaptureSession:
                 from .ringbuf import PerfBufferReader
                 self._reader = PerfBufferReader(bpf)
             self._lost_seen = [0] * feat.possible_cpus
+            self._last_ts = np.zeros(feat.possible_cpus, np.uint64)
+            self._progs = ProgramStats.of(bpf)
             tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s, feat.version)
             if tif_info["bit"] != expected:
                 self._set_tif_bit(tif_info["bit"])
@@ -122,6 +135,8 @@ class CaptureSession:
             "tif_calibration": {k: v for k, v in tif_info.items() if k != "bit"},
             "xstate": feat.xstate,
             "lost_per_cpu": {},
+            "recursion_misses": {},
+            "fputrace_tgid": os.getpid(),
             "symbols": {},
             "command": None,
             "filter": {"pid": self.opts.pid, "comm": self.opts.comm},
@@ -145,11 +160,12 @@ class CaptureSession:
         while not stop.is_set():
             got = self._reader.poll(POLL_MS)
             now = time.monotonic_ns()
+            self._ingest(got)
             if now - last < RELEASE_EVERY_NS and len(got):
-                self._ingest(got, check_lost=False)
                 continue
             last = now
-            self._ingest(got)
+            if now - self._progs_read_ns >= PROGRAM_STATS_EVERY_NS:
+                self._read_programs(now)
             yield self._ready()
         yield from self._finish()
 
@@ -163,13 +179,14 @@ class CaptureSession:
                 break
             self._ingest(got)
         self._ingest(empty_batch())        # last lost counts, after the drain
+        self._read_programs(time.monotonic_ns())   # programs detached: these counts are final
         self._stopped = True
         out = self._reorder.flush()
         self.meta["end_ns"] = max(time.monotonic_ns(), int(out["ts_ns"][-1]) if len(out) else 0)
         self.meta["symbols"] = self.symbols()
         yield out
 
-    def _ingest(self, got: np.ndarray, check_lost: bool = True) -> None:
+    def _ingest(self, got: np.ndarray) -> None:
         if len(got):
             if self.first_event_s is None:
                 self.first_event_s = time.monotonic() - self._t0
@@ -177,8 +194,10 @@ class CaptureSession:
             kfpu = got[((got["kind"] == Kind.KFPU_BEGIN) | (got["kind"] == Kind.KFPU_END)) & (got["a1"] != 0)]
             if len(kfpu):
                 self._callers.update(int(a) for a in np.unique(kfpu["a1"]))
+            np.maximum.at(self._last_ts, got["cpu"], got["ts_ns"])
             self._reorder.push(got)
-        lost = self._lost_events() if check_lost else empty_batch()
+        # every read: a drop is stamped before the events that reached the buffer after it
+        lost = self._lost_events()
         if len(lost):
             self._reorder.push(lost)
 
@@ -186,17 +205,26 @@ class CaptureSession:
         return self._reorder.pop_ready()
 
     def _lost_events(self) -> np.ndarray:
+        """LOST events for the failed reserves counted since the last look, per CPU, each stamped
+        at the last event that CPU delivered before it: records of one buffer cannot overtake a
+        failed one (the buffer was full), so the gap on that CPU starts there (never later than
+        what was already released in time order)."""
         per_cpu = [int(v) for v in self._loaded.bpf[b"counters"][ctypes.c_int(abi.CTR_LOST)]]
-        now = time.monotonic_ns()
         rows = []
         for cpu, total in enumerate(per_cpu):
             delta = total - self._lost_seen[cpu]
             if delta > 0:
                 self._lost_seen[cpu] = total
-                rows.append((now, delta, 0, 0, 0, cpu, Kind.LOST, 0, 0))
+                ts = max(int(self._last_ts[cpu]) or self._start_ns, self._reorder.released_upto)
+                rows.append((ts, delta, 0, 0, 0, cpu, Kind.LOST, 0, 0))
                 self.meta.setdefault("lost_per_cpu", {})[str(cpu)] = total
                 self._lost += delta
         return np.array(rows, dtype=EVENT_DTYPE) if rows else empty_batch()
+
+    def _read_programs(self, now_ns: int) -> None:
+        self._progs_read_ns = now_ns
+        self.program_infos = self._progs.read()
+        self.meta["recursion_misses"] = ProgramStats.recursion_misses(self.program_infos)
 
     # ---- results -----------------------------------------------------------------------
     def bpf_counters(self) -> dict:
@@ -209,7 +237,9 @@ class CaptureSession:
     @property
     def stats(self) -> dict:
         elapsed = max(1e-9, time.monotonic() - getattr(self, "_t_start", time.monotonic()))
-        return {"events": self._events, "lost": self._lost, "events_per_s": self._events / elapsed,
+        skipped = sum((self.meta.get("recursion_misses") or {}).values())
+        return {"events": self._events, "lost": self._lost, "skipped": skipped,
+                "events_per_s": self._events / elapsed,
                 "late_events": self._reorder.late_events, "elapsed_s": elapsed,
                 "first_event_s": self.first_event_s}
 

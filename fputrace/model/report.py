@@ -69,6 +69,8 @@ def _records(df: pd.DataFrame) -> list[dict]:
 def build_report(view) -> Report:
     """The measured side of one ``tables.ModelView``."""
     totals = view.totals()
+    # runs of the capture's programs the kernel skipped (recursion protection): unseen events
+    totals["bpf_recursion_misses"] = int(sum((view.meta.get("recursion_misses") or {}).values()))
     return Report(totals=totals, per_task=view.tasks(), per_cpu=view.cpus(),
                   per_cause=view.causes(), kfpu_callers=view.callers(),
                   kfpu_hist=view.kfpu_hist(), lost_events=totals["lost_events"],

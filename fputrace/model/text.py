@@ -30,7 +30,9 @@ def render_report(rep, top: int | None = 20, pid: int | None = None) -> str:
               f"recorded policy: {rep.recorded_policy or 'unknown'}")
     con.print(f"XSAVE {tot['xsave']:,}  XRSTOR {tot['xrstor']:,}  avoidable XRSTOR "
               f"{tot['avoidable_xrstor']:,}  kernel FPU sections {tot['kfpu_sections']:,} "
-              f"(inferred {tot['kfpu_sections_inferred']:,})  lost events {tot['lost_events']:,}")
+              f"(inferred {tot['kfpu_sections_inferred']:,})")
+    con.print(f"lost events {tot['lost_events']:,}  probe runs the kernel skipped "
+              f"{tot.get('bpf_recursion_misses', 0):,}")
     if tot["kfpu_max_ns"]:
         con.print(f"kernel FPU section length (preemption off): p50 < {tot['kfpu_p50_ns']:,} ns, "
                   f"p99 < {tot['kfpu_p99_ns']:,} ns, max {tot['kfpu_max_ns']:,} ns")

@@ -99,6 +99,9 @@ def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None
                 state.append(" numbers cross a gap ", style="bold red")
         else:
             state.append("lost 0", style="green")
+    skipped = sum((meta.get("recursion_misses") or {}).values())   # runs the kernel skipped
+    if skipped:
+        state.append(f" SKIPPED {skipped:,} probe runs ", style="bold white on red")
     if snap is None:
         state.append("  analysing… (the model is compiled on first use: up to a minute)",
                      style="italic")
