@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["tui", *argv]            # bare ``fputrace -v``, ``fputrace --window 30``: the dashboard's options
     args = parser.parse_args(argv)
     run = getattr(args, "_run", None)
     if run is None:                      # bare ``fputrace``: the live dashboard

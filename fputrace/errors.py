@@ -17,3 +17,12 @@ class FileFormatError(FputraceError):
 
 class CaptureError(FputraceError):
     """Live capture impossible or failed: no privileges, no BPF, no usable attach point."""
+
+
+class LoadError(CaptureError):
+    """The kernel (or bcc's compiler) refused the BPF program. ``str()`` is the one line;
+    ``log`` is everything bcc, clang and the verifier said (printed with -v/--verbose)."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log

@@ -122,6 +122,9 @@ def test_skipped_probe_runs_reach_status_meta_and_report(need_bcc, tmp_path):
         assert prog_fd >= 0
         perf_fd = lib.bpf_attach_tracepoint(prog_fd, b"signal", b"signal_generate")
         assert perf_fd >= 0, "attach to signal:signal_generate"
+        from fputrace.capture.features import host_features
+        from fputrace.capture.headers import apply
+        apply(host_features().headers)           # bcc needs a kernel header tree here too
         helper = bcc.BPF(text=HELPER.encode(), cflags=[f"-DTARGET={child.pid}"])
         child.stdin.write("go\n")
         child.stdin.close()

@@ -107,6 +107,7 @@ def test_command_mode_stops_when_the_command_exits(need_bcc, tmp_path):
     ["record"],                                              # no -o
     ["record", "-o", "x.fpt", "--duration", "soon"],
     ["record", "-o", "x.fpt", "--buffer-pages", "3"],
+    ["record", "-o", "x.fpt", "--buffer-pages", "1048576"],            # more than the ring can be
     ["record", "-o", "x.fpt", "--pid", "-4"],
     ["record", "-o", "x.fpt", "--pid", "1", "--comm", "init"],
     ["record", "-o", "x.fpt", "--mode", "lazy"],

@@ -4,17 +4,27 @@ from __future__ import annotations
 import time
 
 from ..errors import FputraceError
-from .features import expected_tif_bit, host_features
+from .features import Probe, expected_tif_bit, host_features
 from .options import CaptureOptions
 from .plan import LOGICAL_EVENTS, make_plan
 
 
-def _check(ok: bool, detail: str) -> dict:
-    return {"ok": bool(ok), "detail": detail}
+def _check(ok: bool | None, detail: str) -> dict:
+    return {"ok": None if ok is None else bool(ok), "detail": detail}   # None: not tested
 
 
-def diagnose(mode: str = "auto", load: bool = True) -> dict:
+def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> dict:
+    """What works here. ``load=False`` compiles and loads nothing (fentry stays "not tested"
+    unless a verdict is cached for this boot); ``verbose`` keeps the logs of failed loads."""
     feat = host_features()
+    fentry_log = ""
+    if not feat.fentry.tested:
+        if load and feat.privileges.ok and feat.bcc.ok and feat.headers.kind != "none":
+            from .loader import verify_fentry
+            fentry_log = verify_fentry(feat)
+        else:
+            feat.set_fentry(Probe(False, "not tested (--no-load)" if not load else
+                                  "not tested (no privileges, bcc or headers)", tested=False))
     checks = {
         "privileges": _check(feat.privileges.ok, feat.privileges.reason),
         "bcc": _check(feat.bcc.ok, feat.bcc.reason),
@@ -22,7 +32,7 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
         "headers": _check(feat.headers.kind != "none", f"{feat.headers.kind}: {feat.headers.detail}"),
         "btf": _check(feat.btf.ok, feat.btf.reason),
         "tracefs": _check(feat.tracefs is not None, feat.tracefs_state.detail),
-        "fentry": _check(feat.fentry.ok, feat.fentry.reason),
+        "fentry": _check(feat.fentry.ok if feat.fentry.tested else None, feat.fentry.reason),
         "kprobes": _check(feat.kprobes.ok, feat.kprobes.reason),
         "raw_tracepoints": _check(feat.raw_tracepoints.ok, feat.raw_tracepoints.reason or "available"),
         "transport": _check(True, feat.ringbuf.reason),
@@ -33,6 +43,8 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
                                   "source": "kernel version (not loaded)"},
               "xstate": feat.xstate, "tracefs": feat.tracefs_state.as_meta(), "remedy": None,
               "load": None}
+    if verbose and fentry_log and not feat.fentry.ok:
+        checks["fentry"]["log"] = fentry_log
     if not feat.privileges.ok:
         report["remedy"] = "run as root (sudo fputrace doctor) or grant CAP_BPF and CAP_PERFMON"
         return report
@@ -69,8 +81,15 @@ def diagnose(mode: str = "auto", load: bool = True) -> dict:
         report["ok"] = True
     except FputraceError as err:
         report["load"] = {"ok": False, "detail": str(err)}
+        if verbose and getattr(err, "log", ""):
+            report["load"]["log"] = err.log
         report["remedy"] = f"{err} (inspect with: fputrace record -o x --ebpf)"
     return report
+
+
+def _log_text(check: dict) -> str:
+    """-v: the log of a failed load (bcc, clang, the verifier), under the check's line."""
+    return ("\n  log:\n" + "\n".join("    " + line for line in check["log"].splitlines())) if check.get("log") else ""
 
 
 def render_table(report: dict) -> None:
@@ -85,7 +104,7 @@ def render_table(report: dict) -> None:
     t.add_column("", justify="center")
     t.add_column("detail", overflow="fold")
     for name, c in report["checks"].items():
-        t.add_row(name.replace("_", " "), mark(c["ok"]), c["detail"])
+        t.add_row(name.replace("_", " "), mark(c["ok"]), c["detail"] + _log_text(c))
     t.add_section()
     for name in LOGICAL_EVENTS:
         m = report["modes"].get(name)
@@ -113,6 +132,6 @@ def render_table(report: dict) -> None:
               f"mask {xs.get('mask', 0):#x} (XCR0 {xs.get('xcr0', 0):#x}), {xs.get('total_bytes')} bytes, "
               f"{'compacted' if xs.get('compacted') else 'standard'} format\n  {feats}")
     if report.get("load"):
-        t.add_row("test load", mark(report["load"]["ok"]), report["load"]["detail"])
+        t.add_row("test load", mark(report["load"]["ok"]), report["load"]["detail"] + _log_text(report["load"]))
     t.add_row("capture mode", mark(report["ok"]), report["mode"] or "none")
     Console().print(t)

@@ -3,17 +3,26 @@ from __future__ import annotations
 
 import sys
 
-from .features import host_features
+from .features import Probe, host_features
 from .loader import final_cflags, render
 from .options import CaptureOptions
 from .plan import make_plan
 
 
 def print_ebpf(opts: CaptureOptions) -> int:
+    """Compiles and loads nothing: where only a test load could tell whether fentry attaches,
+    the flags assume it does not (a verdict cached for this boot is used) and say so."""
     feat = host_features()
+    if not feat.fentry.tested:
+        feat.set_fentry(Probe(False, "not tested (--ebpf loads nothing)", tested=False))
     plan = make_plan(feat, opts.mode)
     cflags = final_cflags(plan.cflags + opts.filter_cflags(), feat.ringbuf.ok, opts.pages)
-    sys.stdout.write(render(cflags))
+    head, _, source = render(cflags).partition("\n")
+    sys.stdout.write(head + "\n")
+    if not feat.fentry.tested:
+        sys.stdout.write("// fentry not tested (--ebpf loads nothing): these flags assume fentry is refused; "
+                         "`fputrace doctor` tests it\n")
+    sys.stdout.write(source)
     for sym, fn in plan.kprobes:
         sys.stdout.write(f"// attach_kprobe(event={sym!r}, fn_name={fn!r})\n")
     return 0

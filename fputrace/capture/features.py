@@ -1,8 +1,10 @@
 """Everything fputrace needs to know about this host, probed once (libbpf-tools' compat.c idea).
 
 The rest of the capture code reads ``host_features()``; nothing else looks at tracefs, kallsyms,
-BTF or privileges. Probes that cost something (loading a test fentry program) run lazily and
-are cached for the life of the process.
+BTF or privileges. Probing is free of side effects but one: tracefs is mounted where it is
+missing (tracefs.py). The one question only a load answers (may fentry programs attach?) is
+left open here and settled by ``loader.verify_fentry``, which a capture and ``doctor`` run and
+``doctor --no-load`` / ``--ebpf`` do not.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def expected_tif_bit(version: tuple[int, int]) -> int | None:
 class Probe:
     ok: bool
     reason: str = ""             # why not (or a detail when ok)
+    tested: bool = True          # False: not decided (fentry before its test load)
 
 
 @dataclass
@@ -195,35 +198,54 @@ class Features:
 
     @cached_property
     def fentry(self) -> Probe:
-        """Can a fentry program attach here? Loads a tiny one on kernel_fpu_end (once)."""
+        """Can a fentry program attach here? Only what is known without loading anything: the
+        host-wide preconditions, then a verdict cached for this boot. Nothing else decides it
+        but a real test load (``loader.verify_fentry``, run by a capture and by ``doctor``);
+        until then the answer is ``tested=False``."""
         if not self.btf.ok:
             return Probe(False, self.btf.reason)
         if not self.bcc.ok or not self.privileges.ok:
             return Probe(False, "not tried: " + (self.bcc.reason if not self.bcc.ok else self.privileges.reason))
-        target = next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
-        if target is None:
+        if self.fentry_target is None:
             return Probe(False, "no traceable target symbol in kallsyms")
-        cache = self._probe_cache_path("fentry")
-        if cache is not None and cache.exists():
-            try:
-                ok, reason = cache.read_text().split("\n", 1)
-                return Probe(ok == "1", reason.strip() + " (cached for this boot)")
-            except (OSError, ValueError):
-                pass
-        from .headers import apply
-        from .loader import try_fentry
-        apply(self.headers)
-        result = try_fentry(target)
-        if cache is not None:
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(f"{int(result.ok)}\n{result.reason}\n")
-            except OSError:
-                pass
-        return result
+        cached = self.cached_probe("fentry")
+        if cached is not None:
+            return cached
+        return Probe(False, "not tested (no test load in this run)", tested=False)
+
+    @cached_property
+    def fentry_target(self) -> str | None:
+        return next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
+
+    def set_fentry(self, verdict: Probe) -> None:
+        """The verdict of a real test load, or why none was made (``tested=False``)."""
+        self.__dict__["fentry"] = verdict
+
+    def cached_probe(self, name: str) -> Probe | None:
+        """A refusal that cannot change before a reboot (EPERM: lockdown, sandboxing), or a
+        success, kept per boot by ``cache_probe``."""
+        path = self._probe_cache_path(name)
+        try:
+            ok, reason = path.read_text().split("\n", 1) if path else ("", "")
+        except (OSError, ValueError):
+            return None
+        if ok == "1" or (ok == "0" and "EPERM" in reason):
+            return Probe(ok == "1", reason.strip() + " (cached for this boot)")
+        return None
+
+    def cache_probe(self, name: str, verdict: Probe) -> None:
+        """Keep ``verdict`` for this boot when it cannot change before a reboot: a success or
+        EPERM. A compile or header error is fixable (install headers, upgrade bcc): never kept."""
+        path = self._probe_cache_path(name)
+        if path is None or not (verdict.ok or verdict.reason.startswith("EPERM")):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{int(verdict.ok)}\n{verdict.reason}\n")
+        except OSError:
+            pass
 
     def _probe_cache_path(self, name: str) -> Path | None:
-        """Answers that cannot change before a reboot (lockdown, sandboxing) are kept per boot."""
         try:
             boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         except OSError:

@@ -1,7 +1,8 @@
 """Compile bpf/fputrace.bpf.c with bcc for a Plan, attach it, detach it.
 
 bcc (and clang inside it) print diagnostics straight to file descriptor 2; we catch them so a
-refused program becomes one ``CaptureError`` line, with the full log kept for ``--ebpf``/``-v``.
+refused program becomes one ``LoadError`` line, with the full log (bcc's error text, clang's
+diagnostics, the kernel verifier's log) in ``LoadError.log`` for ``-v``/``--verbose``.
 """
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ import re
 import tempfile
 from dataclasses import dataclass
 
-from ..errors import CaptureError
+from typing import TYPE_CHECKING
+
+from ..errors import LoadError
 from ..resources import bpf_dir
-from .features import Probe
-from .plan import Plan
+from .features import Features, Probe
+
+if TYPE_CHECKING:                      # plan -> features; loader -> features: no import circle
+    from .plan import Plan
 
 SOURCE_NAME = "fputrace.bpf.c"
 
@@ -120,13 +125,20 @@ def load(plan: Plan, cflags: list[str]) -> Loaded:
             with contextlib.suppress(Exception):
                 b.cleanup()
         why = _first_error_line(text, str(failure).splitlines()[0] if str(failure) else type(failure).__name__)
-        raise CaptureError(f"the kernel refused the BPF program: {why} "
-                           f"(see the source and flags with --ebpf)")
+        raise LoadError(f"the kernel refused the BPF program: {why} "
+                        f"(see the source and flags with --ebpf, the whole log with -v)",
+                        log=_full_log(text, failure))
     return Loaded(b, cflags, text)
 
 
-def try_fentry(symbol: str) -> Probe:
-    """Load and attach a no-op fentry program on ``symbol``: the only reliable test."""
+def _full_log(text: str, failure: BaseException) -> str:
+    tail = f"bcc: {type(failure).__name__}: {failure}"
+    return f"{text.rstrip()}\n{tail}".strip() if text.strip() else tail
+
+
+def try_fentry(symbol: str) -> tuple[Probe, str]:
+    """Load and attach a no-op fentry program on ``symbol``: the only reliable test.
+    -> (verdict, the load's log)."""
     from bcc import BPF
     text = f"KFUNC_PROBE({symbol}) {{ return 0; }}"
     with captured_stderr() as log:
@@ -137,12 +149,27 @@ def try_fentry(symbol: str) -> Probe:
         else:
             failure = None
             b.cleanup()
+    out = log[0] if log else ""
     if failure is None:
-        return Probe(True, f"attached a test program to {symbol}")
-    why = _first_error_line(log[0] if log else "", str(failure))
+        return Probe(True, f"attached a test program to {symbol}"), out
+    why = _first_error_line(out, str(failure))
     if "Operation not permitted" in why or "EPERM" in why:
         why = "EPERM: the kernel refuses fentry programs (locked down or sandboxed)"
-    return Probe(False, why)
+    return Probe(False, why), _full_log(out, failure)
+
+
+def verify_fentry(feat: Features) -> str:
+    """Settle ``feat.fentry`` by a real test load when nothing else decided it; the verdict is
+    kept for the boot when it cannot change before a reboot (see Features.cache_probe).
+    -> the test load's log ("" when no load was needed)."""
+    if feat.fentry.tested:
+        return ""
+    from .headers import apply
+    apply(feat.headers)
+    verdict, log = try_fentry(feat.fentry_target)
+    feat.cache_probe("fentry", verdict)
+    feat.set_fentry(verdict)
+    return log
 
 
 def eperm_hint(err: OSError) -> str:

@@ -7,6 +7,7 @@ from ..errors import UsageError
 from .plan import MODES
 
 DEFAULT_BUFFER_PAGES = 16384       # 64 MiB ring: ~1.4M events, ~1 s at 1M events/s if the consumer stalls
+MAX_BUFFER_PAGES = 262144          # 1 GiB (the ring's size in bytes is a u32 in the map definition)
 
 
 @dataclass
@@ -34,6 +35,8 @@ class CaptureOptions:
         pages = self.pages
         if pages < 1 or pages & (pages - 1):
             raise UsageError(f"--buffer-pages must be a power of two, not {pages}")
+        if pages > MAX_BUFFER_PAGES:
+            raise UsageError(f"--buffer-pages {pages} is more than {MAX_BUFFER_PAGES} (1 GiB of ring)")
 
     @property
     def pages(self) -> int:

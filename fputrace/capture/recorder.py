@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from ..errors import CaptureError, UsageError
+from ..errors import CaptureError, LoadError, UsageError
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
@@ -76,7 +76,17 @@ def _fmt_bytes(n: int) -> str:
 
 
 def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
-           cmd: list[str] | None = None, quiet: bool = False) -> int:
+           cmd: list[str] | None = None, quiet: bool = False, verbose: bool = False) -> int:
+    try:
+        return _record(path, opts, duration_s=duration_s, cmd=cmd, quiet=quiet, verbose=verbose)
+    except LoadError as err:
+        if verbose and err.log:           # before the one-line error the caller prints
+            print(f"fputrace: load log:\n{err.log}", file=sys.stderr)
+        raise
+
+
+def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: list[str] | None,
+            quiet: bool, verbose: bool) -> int:
     from ..recording import RecordingWriter
     from .session import CaptureSession
 
@@ -88,6 +98,8 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
     try:
         with CaptureSession(opts) as cap:
             meta = cap.meta
+            if verbose and cap.fentry_log and meta["modes"]["kfpu_begin"]["refused"].get("fentry"):
+                print(f"fputrace: the fentry test load was refused:\n{cap.fentry_log}", file=sys.stderr)
             meta["command"] = shlex.join(sys.argv) if sys.argv else "fputrace record"
             if cmd:
                 try:

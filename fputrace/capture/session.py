@@ -73,6 +73,7 @@ class CaptureSession:
         self._lost = 0
         self._t0 = 0.0
         self.first_event_s: float | None = None   # seconds from __enter__ to the first BPF event
+        self.fentry_log = ""                      # the fentry test load's log (-v), if one ran
         self._stopped = False
 
     # ---- set-up ------------------------------------------------------------------------
@@ -88,8 +89,10 @@ class CaptureSession:
         if headers.kind == "none":
             raise CaptureError(headers.detail)
         apply_headers(headers)
+        from .loader import final_cflags, load, verify_fentry
+        if self.opts.mode in ("auto", "fentry"):
+            self.fentry_log = verify_fentry(feat)     # the one question only a load answers
         self.plan = plan = make_plan(feat, self.opts.mode)
-        from .loader import final_cflags, load
         use_ring = feat.ringbuf.ok and self.opts.transport != "perfbuf"
         if self.opts.transport == "ringbuf" and not feat.ringbuf.ok:
             raise CaptureError(feat.ringbuf.reason)

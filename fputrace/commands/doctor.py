@@ -7,14 +7,17 @@ HELP = "check privileges, bcc, headers, BTF and attach points; say which capture
 EXAMPLES = """examples:
     sudo fputrace doctor             # one table: what works, what was refused and why
     sudo fputrace doctor --json      # the same, machine-readable
-    sudo fputrace doctor --no-load   # skip the test load of the BPF program (faster)
+    sudo fputrace doctor --no-load   # compile and load nothing (fentry: "not tested")
+    sudo fputrace doctor -v          # a refused load: bcc's and the verifier's whole log
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-load", action="store_true",
-                   help="do not compile and attach the BPF program as a final check")
+                   help="compile and load nothing: no test load of fentry, no test capture")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the whole log of a refused load (bcc, clang, the kernel verifier)")
     p.add_argument("-m", "--mode", default="auto", choices=["auto", "fentry", "kprobe", "tracepoint"],
                    help="check this attach mode (default auto)")
 
@@ -24,7 +27,7 @@ def run(args) -> int:
     import sys
 
     from ..capture.diagnose import diagnose
-    report = diagnose(args.mode, load=not args.no_load)
+    report = diagnose(args.mode, load=not args.no_load, verbose=args.verbose)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

@@ -12,6 +12,7 @@ EXAMPLES = """examples:
     sudo fputrace record -o db.fpt --pid 1234          # one process
     sudo fputrace record -o x.fpt --comm postgres      # tasks named postgres
     sudo fputrace record -o x.fpt --mode tracepoint    # force an attach mode
+    sudo fputrace record -o x.fpt -v                   # a refused program: the verifier's log
     fputrace report run.fpt                            # then analyse it
 """
 
@@ -54,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buffer-pages", type=_pages, metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two (default 16384 = 64 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="on a load failure print the whole log (bcc, clang, the kernel verifier)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
                    help="run this command and stop when it exits")
@@ -75,4 +78,5 @@ def run(args) -> int:
         from ..capture.ebpf import print_ebpf
         return print_ebpf(opts)
     from ..capture.recorder import record
-    return record(args.output, opts, duration_s=args.duration, cmd=cmd, quiet=args.quiet)
+    return record(args.output, opts, duration_s=args.duration, cmd=cmd, quiet=args.quiet,
+                  verbose=args.verbose)

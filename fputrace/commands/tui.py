@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="replay: speed factor (default 1)")
     p.add_argument("--mode", default="auto", choices=("auto", "fentry", "kprobe", "tracepoint"),
                    help="live: attach mode (default auto: the best this kernel allows)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="live: on a load failure print the whole log (bcc, clang, the kernel verifier)")
     p.add_argument("--record-dir", default=".", metavar="DIR",
                    help="live: where `r` writes fputrace-<time>.fpt (default: current directory)")
 
@@ -48,7 +50,7 @@ def run(args) -> int:
     config = SourceConfig(window_ns=int(args.window * 1e9))
     source = replay_source(args.file, config, args.at, args.paused, args.speed,
                            getattr(args, "from_activity", False)) if args.file \
-        else live_source(config, args.mode)
+        else live_source(config, args.mode, getattr(args, "verbose", False))
     return run_app(source, args.record_dir)
 
 
@@ -65,13 +67,16 @@ def replay_source(path: str, config, at: str | None, paused: bool, speed: float,
                        from_activity=from_activity)
 
 
-def live_source(config, mode: str):
-    """Attach the probes before the dashboard starts: any reason it cannot work is one line."""
+def live_source(config, mode: str, verbose: bool = False):
+    """Attach the probes before the dashboard starts: any reason it cannot work is one line
+    (with -v, after the whole load log)."""
     from ..errors import CaptureError
     try:
         from ..tui.live import open_live_producer
         producer = open_live_producer(mode)
     except CaptureError as err:
+        if verbose and getattr(err, "log", ""):
+            print(f"fputrace: load log:\n{err.log}", file=sys.stderr)
         raise CaptureError(f"{err}; {NO_LIVE_HINT}") from None
     from ..tui.sources import LiveSource
     return LiveSource(producer, config=config)
