@@ -7,6 +7,7 @@ EXAMPLES = """examples:
     fputrace report run.fpt --top 5 --pid 4242
     fputrace report run.fpt --format json | jq .totals
     fputrace report run.fpt --format csv > tasks.csv   # one row per task (and tid generation)
+    fputrace report run.fpt --sort components   # AMX and AVX-512 tasks first, then by bytes
 
 Numbers that the capture mode could not observe exactly are labelled (see "exactness"); counts of
 tasks that crossed lost events are flagged gap=true.
@@ -19,6 +20,9 @@ def add_arguments(p):
     p.add_argument("--pid", type=int, metavar="P", help="only tasks with this tid or tgid")
     p.add_argument("--top", type=int, metavar="N",
                    help="at most N tasks (text default: 20; json/csv default: all)")
+    p.add_argument("--sort", choices=("xsave", "bytes", "components", "cycles"), default="xsave",
+                   help="task order: most XSAVEs (default), most bytes moved, largest live state "
+                        "first (AMX, AVX-512, AVX, SSE; then bytes), most cycles")
 
 
 def load_model(path, **model_kw):
@@ -44,7 +48,7 @@ def run(args) -> int:
     model, meta = load_model(args.file)
     rep = model.report()
     if args.format == "json":
-        out = rep.to_dict(pid=args.pid, top=args.top)
+        out = rep.to_dict(pid=args.pid, top=args.top, sort=args.sort)
         out["file"] = str(args.file)
         out["truncated"] = bool(meta.get("truncated"))
         if meta.get("truncated"):
@@ -52,10 +56,10 @@ def run(args) -> int:
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.format == "csv":
-        sys.stdout.write(rep.to_csv(pid=args.pid, top=args.top))
+        sys.stdout.write(rep.to_csv(pid=args.pid, top=args.top, sort=args.sort))
     else:
         if meta.get("truncated"):
             print(f"note: {args.file} is truncated ({meta.get('truncated_reason')}): "
                   "numbers cover the complete batches only")
-        sys.stdout.write(rep.to_text(top=args.top or 20, pid=args.pid))
+        sys.stdout.write(rep.to_text(top=args.top or 20, pid=args.pid, sort=args.sort))
     return 0

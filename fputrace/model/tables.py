@@ -81,11 +81,14 @@ class ModelView:
         live = self._live["n"] if live is None else live
         return live[field].sum(axis=0) + self._e["retired"][field]
 
-    def tasks(self, active_only: bool = True) -> pd.DataFrame:
+    def _task_rows(self, active_only: bool) -> np.ndarray:
         n = self.task_counts()
         if active_only:
             n = take(n, is_active(n))
-        n = take(n, rank(n))
+        return take(n, rank(n))
+
+    def tasks(self, active_only: bool = True) -> pd.DataFrame:
+        n = self._task_rows(active_only)
         xs, xr = n["xsave"][:, :NXS], n["xrstor"][:, :NXR]
         df = pd.DataFrame({
             "tid": n["tid"], "generation": n["generation"], "tgid": n["tgid"],
@@ -106,6 +109,42 @@ class ModelView:
         for v, name in XRSTOR_CAUSE_NAMES.items():
             df[f"xrstor_{name}"] = xr[:, v]
         return df
+
+    def task_xstate(self, active_only: bool = True) -> pd.DataFrame:
+        """Per task, in the rows and order of ``tasks``: ``xfeatures_seen`` (OR over its
+        XSAVE/XRSTOR events), per class of ``CLASS_NAMES`` ``xsave_<class>``, ``xrstor_<class>``,
+        ``xsave_bytes_<class>``, ``xrstor_bytes_<class>``, ``avoidable_bytes`` (measured), and per
+        replayed policy ``avoidable_xrstor_<policy>`` and ``avoidable_bytes_<policy>``."""
+        n = self._task_rows(active_only)
+        df = pd.DataFrame({"tid": n["tid"], "generation": n["generation"],
+                           "xfeatures_seen": n["xfeatures_seen"],
+                           "avoidable_bytes": n["avoidable_bytes"]})
+        for k, cls in enumerate(CLASS_NAMES):
+            df[f"xsave_{cls}"] = n["xsave_class"][:, k]
+            df[f"xrstor_{cls}"] = n["xrstor_class"][:, k]
+            df[f"xsave_bytes_{cls}"] = n["xsave_class_bytes"][:, k]
+            df[f"xrstor_bytes_{cls}"] = n["xrstor_class_bytes"][:, k]
+        for i, p in enumerate(self.policies):
+            pol = n["policy"][:, i]
+            df[f"avoidable_xrstor_{p.name}"] = pol["avoidable"]
+            df[f"avoidable_bytes_{p.name}"] = pol["avoidable_bytes"]
+        return df
+
+    def class_totals(self) -> pd.DataFrame:
+        """One row per (side, class): side ``measured`` or a replayed policy's name; columns
+        ``xsave``, ``xrstor``, ``xsave_bytes``, ``xrstor_bytes`` summed over every task ever seen."""
+        rows = []
+        sides = [("measured", self._sum("xsave_class"), self._sum("xrstor_class"),
+                  self._sum("xsave_class_bytes"), self._sum("xrstor_class_bytes"))]
+        for i, p in enumerate(self.policies):
+            sides.append((p.name, self._policy_sum(i, "xsave"), self._policy_sum(i, "xrstor"),
+                          self._policy_sum(i, "xsave_bytes"), self._policy_sum(i, "xrstor_bytes")))
+        for side, xs, xr, xsb, xrb in sides:
+            for k, cls in enumerate(CLASS_NAMES):
+                rows.append({"side": side, "class": cls, "xsave": int(xs[k]), "xrstor": int(xr[k]),
+                             "xsave_bytes": int(xsb[k]), "xrstor_bytes": int(xrb[k])})
+        return pd.DataFrame(rows, columns=["side", "class", "xsave", "xrstor", "xsave_bytes",
+                                           "xrstor_bytes"])
 
     def newest(self, tid: int) -> np.void | None:
         """The newest generation of tid (live or kept), as a TASK_COUNTS record."""
@@ -208,12 +247,13 @@ class ModelView:
         for i, p in enumerate(self.policies):
             if names is not None and p.name not in names:
                 continue
-            xs, xr = int(self._policy_sum(i, "xsave").sum()), int(self._policy_sum(i, "xrstor").sum())
+            pxs, pxr = self._policy_sum(i, "xsave"), self._policy_sum(i, "xrstor")
+            xs, xr = int(pxs.sum()), int(pxr.sum())
             rows.append({"policy": p.name, "xsave": xs, "xrstor": xr,
                          "avoidable_xrstor": int(self._policy_sum(i, "avoidable")),
                          "bytes": int(self._policy_sum(i, "xsave_bytes").sum()
                                       + self._policy_sum(i, "xrstor_bytes").sum()),
-                         "cycles": self.cost_model.cycles(xs, xr)})
+                         "cycles": float(self.cost_model.charge(pxs, pxr))})
         return pd.DataFrame(rows, columns=["policy", "xsave", "xrstor", "avoidable_xrstor",
                                            "bytes", "cycles"]).set_index("policy")
 
@@ -223,7 +263,8 @@ class ModelView:
         return {"xsave": xs, "xrstor": xr,
                 "bytes": int(self._sum("xsave_class_bytes").sum()
                              + self._sum("xrstor_class_bytes").sum()),
-                "cycles": self.cost_model.cycles(xs, xr)}
+                "cycles": float(self.cost_model.charge(self._sum("xsave_class"),
+                                                       self._sum("xrstor_class")))}
 
     def self_check(self) -> float | None:
         """Agreement of the recorded policy's replay with the measured counts, task by task:
