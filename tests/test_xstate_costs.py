@@ -86,7 +86,7 @@ def test_report_shows_components_bytes_per_save_and_shares(per_set):
     d = rep.to_dict(sort="components")
     assert d["per_task"][0]["components"] == "SSE+AVX+AVX-512+AMX" and d["per_class"][3]["class"] == "amx"
     text = rep.to_text(sort="components")
-    assert "SSE+AVX+AVX-512+AMX" in text and "by components" in text and "amx 0x602e7" in text
+    assert "SSE+AVX+AVX512+AMX" in text and "by components" in text and "amx 0x602e7" in text
 
 
 def test_estimate_charges_each_class_and_counts_large_state_thrown_away(per_set):

@@ -12,7 +12,7 @@ def _console() -> tuple[Console, io.StringIO]:
     return Console(file=buf, width=120, color_system=None, force_terminal=False), buf
 
 
-NO_SQUEEZE = {"live": 19, "charged_set": 14}    # shown whole: "SSE+AVX+AVX-512+AMX", "amx 0x602e7"
+NO_SQUEEZE = {"live": 18, "charged_set": 14}    # shown whole: "SSE+AVX+AVX512+AMX", "amx 0x602e7"
 
 
 def _table(title: str, df, columns: list[str]) -> Table:
@@ -50,14 +50,17 @@ def render_report(rep, top: int | None = 20, pid: int | None = None, sort: str =
               f"{rep.cost_model}; per component class below)")
     tasks = rep.filtered(pid, top, sort).copy()
     # the xstate columns under short headings: live components, bytes per save, shares of all
-    tasks["live"] = tasks["components"]
+    tasks["live"] = tasks["components"].str.replace("AVX-512", "AVX512")
     tasks["B/save"] = tasks["bytes_per_xsave"].round().astype("int64")
     tasks["bytes%"] = tasks["bytes_share"].map(_pct)
     tasks["cycles%"] = tasks["cycles_share"].map(_pct)
     title = f"per task (top {top}" if top else "per task ("
+    tasks["avoidable B"] = tasks["avoidable_bytes"]
     con.print(_table(f"{title}{', ' if top else ''}by {sort})", tasks,
                      ["tid", "tgid", "comm", "xsave", "xrstor", "avoidable_xrstor",
-                      "kfpu_sections", "live", "B/save", "bytes%", "cycles%", "gap"]))
+                      "kfpu_sections", "gap"]))
+    con.print(_table("per task: live state at its saves and restores, what they moved", tasks,
+                     ["tid", "comm", "live", "B/save", "bytes%", "cycles%", "avoidable B"]))
     classes = rep.per_class[(rep.per_class.xsave + rep.per_class.xrstor) > 0].copy()
     if len(classes):
         classes["cycles"] = classes["cycles"].round().astype("int64")
