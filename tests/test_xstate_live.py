@@ -46,8 +46,14 @@ static struct {
 static uint8_t src[1024] __attribute__((aligned(64)));
 static int set;   /* 0 sse, 1 avx, 2 avx512, 3 amx */
 
-/* Plain asm for SSE/AVX/AVX-512 (a compiled AVX function would end in VZEROUPPER). */
+static uint8_t init_area[4096] __attribute__((aligned(64)));   /* XSTATE_BV 0: init state */
+
+/* Plain asm for SSE/AVX/AVX-512 (a compiled AVX function would end in VZEROUPPER). The SSE-only
+ * process first puts AVX and AVX-512 state back to init with XRSTOR: glibc's string functions
+ * use YMM16-31 on AVX-512 machines, and nothing else clears those. */
 static void make_live(void) {
+    if (set == 0)
+        __asm__ volatile("xrstor64 %0" :: "m"(init_area), "a"(0xe4), "d"(0));
     __asm__ volatile("pcmpeqd %%xmm7, %%xmm7" ::: "xmm7");
     if (set >= 1) __asm__ volatile("vpcmpeqd %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");
     if (set >= 2) __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"
@@ -69,6 +75,7 @@ int main(int argc, char **argv) {
     const char *names[] = {"sse", "avx", "avx512", "amx"};
     for (set = 0; set < 4 && strcmp(argv[1], names[set]); set++) ;
     int n = atoi(argv[2]), cpu = atoi(argv[3]);
+    *(uint32_t *)(init_area + 24) = 0x1f80;     /* MXCSR (XRSTOR loads it with AVX): default */
     if (set == 3) {
         for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
         if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) {
@@ -111,6 +118,7 @@ int main(int argc, char **argv) {
 
 GROUP = {"sse": 0, "avx": 0x4, "avx512": 0xE0, "amx": 0x60000}
 LARGER = {"sse": 0x600E4}
+LABEL = {"avx": "AVX", "avx512": "AVX-512", "amx": "AMX"}
 
 
 def _flags() -> set[str]:
@@ -201,8 +209,18 @@ def test_bytes_per_save_follow_the_live_components(set_name, workload, need_bcc,
             row = per_task.loc[tid]
             assert row.xsave == len(mine)
             assert row.xsave_bytes == _bytes_expected(mine.a0.to_numpy(), sizes, enabled), (name, tid)
+            assert row.bytes_per_xsave == round(row.xsave_bytes / row.xsave, 1)
+            if group:
+                assert LABEL[name] in row.components.split("+"), row.components
             saves, moved = saves + row.xsave, moved + row.xsave_bytes
         per_save[name] = moved / saves
+    # the big set's tasks come first when the report lists the largest live state first (unless
+    # the SSE-only ones had AVX-512 state live at start-up, from glibc, before their loop)
+    rep = tr.report()
+    cls = rep.per_task.set_index("tid").xstate_class
+    if set_name == "amx" or all(cls[t] == "sse" for t in sse["pids"]):
+        order = list(rep.filtered(sort="components").tid)
+        assert max(order.index(t) for t in big["pids"]) < min(order.index(t) for t in sse["pids"])
     extra = sum(sizes[b] for b in range(2, 19) if GROUP[set_name] >> b & 1)
     # the big set's saves move (about) its components' size more than the SSE-only ones
     assert per_save[set_name] - per_save["sse"] > 0.9 * extra, per_save
