@@ -46,8 +46,9 @@ def render_report(rep, top: int | None = 20, pid: int | None = None, sort: str =
         con.print(f"kernel FPU section length (preemption off): p50 < {tot['kfpu_p50_ns']:,} ns, "
                   f"p99 < {tot['kfpu_p99_ns']:,} ns, max {tot['kfpu_max_ns']:,} ns")
     moved = tot["xsave_bytes"] + tot["xrstor_bytes"]
+    mark = " (not this CPU's)" if rep.cost_model == "builtin-default" else ""
     con.print(f"bytes moved {moved:,}, about {tot['cycles']:,.0f} cycles (cost model "
-              f"{rep.cost_model}; per component class below)")
+              f"{rep.cost_model}{mark}; per component class below)")
     tasks = rep.filtered(pid, top, sort).copy()
     # the xstate columns under short headings: live components, bytes per save, shares of all
     tasks["live"] = tasks["components"].str.replace("AVX-512", "AVX512")
