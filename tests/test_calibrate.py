@@ -178,6 +178,17 @@ def test_no_compiler_is_one_clear_line(tmp_path, cache_env):
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()
 
 
+def test_unwritable_places_are_one_line(tmp_path, cache_env):
+    res = run_fputrace("calibrate", "-o", "/proc/nope/cm.json", env=cache_env)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "cannot write the cost model to /proc/nope/cm.json" in res.stderr
+    env = dict(cache_env, FPUTRACE_CACHE_DIR="/proc/nope")
+    res = run_fputrace("calibrate", "-o", str(tmp_path / "cm.json"), env=env)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "cannot build the XSAVE benchmark in /proc/nope/bin" in res.stderr or \
+        "no C compiler" in res.stderr
+
+
 def test_build_failure_is_reported(tmp_path, monkeypatch):
     fake = tmp_path / "fakecc"
     fake.write_text("#!/bin/sh\necho 'fakecc: error: cannot compile' >&2\nexit 1\n")

@@ -69,9 +69,13 @@ def build(cache_dir: Path | None = None) -> tuple[Path, str | None]:
     note_file = basic.with_suffix(".why")
     if basic.exists() and note_file.exists():
         return basic, note_file.read_text().strip()
-    cache_dir.mkdir(parents=True, exist_ok=True)
     c_file = cache_dir / f"xsave_bench-{tag}.c"
-    c_file.write_bytes(src)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        c_file.write_bytes(src)
+    except OSError as err:
+        raise CalibrationError(f"cannot build the XSAVE benchmark in {cache_dir}: {err.strerror} "
+                               "(set FPUTRACE_CACHE_DIR to a writable directory)") from None
     err = _compile(cc, c_file, full, [])
     if err is None:
         return full, None

@@ -56,10 +56,11 @@ def _print_summary(model: dict, out) -> None:
 
 def run(args) -> int:
     import json
+    import os
     from pathlib import Path
 
     from ..calibrate import SETS, cost_model_from, measure
-    from ..errors import UsageError
+    from ..errors import FputraceError, UsageError
     from ..model.cost import default_cost_model_path
 
     if args.runs < 16:
@@ -72,8 +73,16 @@ def run(args) -> int:
             raise UsageError(f"--sets: unknown set {', '.join(bad) or '(none)'} "
                              f"(choose among {', '.join(SETS)})")
     out = Path(args.output) if args.output else default_cost_model_path()
+    try:                                   # before minutes of measuring, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:
+        raise FputraceError(f"cannot write the cost model to {out}: {err.strerror}") from None
     model = cost_model_from(measure(args.runs, sets))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(model, indent=2) + "\n")
+    try:
+        out.write_text(json.dumps(model, indent=2) + "\n")
+    except OSError as err:
+        raise FputraceError(f"cannot write the cost model to {out}: {err.strerror}") from None
     _print_summary(model, out)
     return 0
