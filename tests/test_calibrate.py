@@ -89,6 +89,10 @@ def test_calibrate_measures_each_component_set_this_cpu_has(tmp_path, cache_env)
     assert "stands in for XSAVES" in data["instruction"] or "xsaves" not in FLAGS
     cm = load_cost_model(tmp_path / "cm.json")
     assert [e.set for e in cm.per_xfeatures] == list(entries)
+    for cls in ("sse", "avx", "avx512", "amx"):      # what an estimate charges each class
+        e, how = cm.set_for_class(cls)
+        assert (e.set, how) == (cls, "calibrated") if cls in entries else how == "below"
+        assert cm.class_cycles(cls) == (e.xsave_cycles_median, e.xrstor_cycles_median)
     for name in left_out:
         assert f"{name:7s} left out: {left_out[name]}" in stdout
 
