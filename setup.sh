@@ -10,7 +10,7 @@ log() { printf '[setup] %s\n' "$*"; }
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo ./setup.sh): it installs system packages" >&2; exit 1; }
 
 pkgs=(python3 python3-venv python3-dev gcc python3-bpfcc bpftrace bpftool linux-perf tmux
-      qemu-system-x86 busybox-static cpio kmod xz-utils zstd e2fsprogs ca-certificates)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd e2fsprogs ca-certificates prometheus)
 # Exact headers for the running kernel when the distribution has them, else the generic ones
 # (fputrace merges the split Debian tree itself and says so in `fputrace doctor`).
 missing=()
@@ -23,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
+  # prometheus is only a test peer (tests start their own on 127.0.0.1): if this run installed it,
+  # stop and disable the distribution's service, which would listen on every interface
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
   if [ ! -e "/lib/modules/$(uname -r)/build" ]; then
     apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" >/dev/null 2>&1 \
       || apt-get install -y -q --no-install-recommends linux-headers-amd64 >/dev/null
