@@ -15,7 +15,7 @@ from . import __version__
 from .errors import FputraceError
 
 # Order is the order of ``fputrace --help``.
-COMMANDS = ["record", "report", "estimate", "import", "calibrate", "doctor", "tui", "demo"]
+COMMANDS = ["record", "report", "estimate", "import", "export", "calibrate", "doctor", "tui", "demo"]
 
 EXAMPLES = """examples:
     sudo fputrace                          # live dashboard of this host
