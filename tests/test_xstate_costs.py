@@ -135,3 +135,12 @@ def test_report_sort_on_the_command_line(tmp_path):
     assert [t["tid"] for t in tasks] == [100, 200] and tasks[0]["bytes_per_xsave"] == AMX_BYTES
     res = run_fputrace("report", str(path), "--sort", "size")
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_the_dashboard_snapshot_carries_bytes_and_components(per_set):
+    m = Model(dict(PROBES, **XEON), cost_model=per_set)
+    m.feed(build(EVENTS))
+    t = m.snapshot().tasks.set_index("tid")
+    assert t.loc[100, "bytes"] == 2 * AMX_BYTES and t.loc[200, "bytes"] == 2 * SSE_BYTES
+    assert (t.loc[100, "components"], t.loc[100, "xstate_rank"]) == ("SSE+AVX+AVX-512+AMX", 3)
+    assert (t.loc[200, "components"], t.loc[200, "xstate_rank"]) == ("SSE", 0)

@@ -51,7 +51,9 @@ class Snapshot:
     gap_flagged: bool          # some number crossed a LOST gap (SPEC 5.2)
     cpus: tuple[CpuView, ...]
     # one row per task: tid, tgid, comm, kthread, xsave, xrstor, avoidable_xrstor, kfpu_sections,
-    # kfpu_ns, state ("user"/"kernel"/"sleeping"/"exited"/"unknown"), last_cpu
+    # kfpu_ns, state ("user"/"kernel"/"sleeping"/"exited"/"unknown"), last_cpu, bytes (moved by
+    # its saves and restores), components ("SSE+AVX+AMX": classes live at them), xstate_rank
+    # (0 SSE .. 3 AMX: sort by it, then bytes, to list the AVX-512/AMX tasks first)
     tasks: pd.DataFrame
     # one row per caller: caller (symbol+offset or hex), sections, total_ns, max_ns, p99_ns
     kfpu_callers: pd.DataFrame

@@ -130,6 +130,10 @@ class ModelView:
             df[f"avoidable_bytes_{p.name}"] = pol["avoidable_bytes"]
         return df
 
+    def xfeatures_seen(self, active_only: bool = True) -> np.ndarray:
+        """Per task, in the rows and order of ``tasks``: the OR of its events' xfeatures."""
+        return self._task_rows(active_only)["xfeatures_seen"].copy()
+
     def class_totals(self) -> pd.DataFrame:
         """One row per (side, class): side ``measured`` or a replayed policy's name; columns
         ``xsave``, ``xrstor``, ``xsave_bytes``, ``xrstor_bytes`` summed over every task ever seen."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import FputraceError
+from .cost import class_rank, components_label
 from .history import MAX_STRIP, RATE_SLOTS  # noqa: F401  (MAX_STRIP: part of the contract)
 from .snapshot import CpuView, OwnerInterval, PolicyView, Snapshot, TaskDetail
 from .structs import XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES
 
 SNAPSHOT_TASK_COLUMNS = ["tid", "tgid", "comm", "kthread", "xsave", "xrstor", "avoidable_xrstor",
-                         "kfpu_sections", "kfpu_ns", "state", "last_cpu"]
+                         "kfpu_sections", "kfpu_ns", "state", "last_cpu", "bytes", "components",
+                         "xstate_rank"]
 
 
 def build_snapshot(view, history, window_ns: int) -> Snapshot:
@@ -30,7 +32,13 @@ def build_snapshot(view, history, window_ns: int) -> Snapshot:
             strip, xs, xr = (OwnerInterval(lo, now, "UNKNOWN"),), (0.0,) * seconds, (0.0,) * seconds
         cpus.append(CpuView(cpu=c, owner=kind, tid=tid, comm=comm if kind == "TASK" else "",
                             strip=strip, xsave_per_s=xs, xrstor_per_s=xr))
-    tasks = view.tasks()[SNAPSHOT_TASK_COLUMNS].copy()
+    tasks = view.tasks()
+    tasks["bytes"] = tasks["xsave_bytes"] + tasks["xrstor_bytes"]
+    seen = pd.Series(view.xfeatures_seen())                                 # same rows
+    labels = {x: (components_label(x), class_rank(x)) for x in seen.unique().tolist()}
+    tasks["components"] = seen.map(lambda x: labels[x][0]).to_numpy()
+    tasks["xstate_rank"] = seen.map(lambda x: labels[x][1]).to_numpy()
+    tasks = tasks[SNAPSHOT_TASK_COLUMNS].copy()
     tasks["state"] = tasks["state"].astype(str)
     callers = view.callers()[["caller", "sections", "total_ns", "max_ns", "p99_ns"]]
     pol = view.policy_totals([p.name for p in view.requested])
