@@ -51,9 +51,8 @@ struct cpu_state {
 	u32 restore_tgid;
 	u32 restore_cause;
 	u64 restore_ts;
-	u32 newtask_pid;   /* task:task_newtask stash for sched_process_fork */
 	u32 fork_tid;      /* tid + 1 inside fpu_clone (probe modes): its save has cause FORK */
-	u64 newtask_flags;
+	u32 _pad2;
 };
 BPF_PERCPU_ARRAY(cpu_states, struct cpu_state, 1);
 
@@ -281,13 +280,16 @@ TRACEPOINT_PROBE(sched, sched_switch)
 }
 
 #ifdef FPT_TP_NEWTASK
+/* child pid -> clone flags, from task_newtask (end of copy_process) to sched_process_fork (after
+ * wake_up_new_task): keyed by the child, not by CPU, since the parent may be preempted and
+ * migrate in between (preemptible kernels: 7.x's lazy preemption, or any wake-up of the child) */
+BPF_TABLE("lru_hash", u32, u64, newtasks, 4096);   /* LRU: io threads get no sched_process_fork */
+
 TRACEPOINT_PROBE(task, task_newtask)
 {
-	struct cpu_state *cs = cpu_state();
-	if (cs) {
-		cs->newtask_pid = args->pid;
-		cs->newtask_flags = args->clone_flags;
-	}
+	u32 pid = args->pid;
+	u64 flags = args->clone_flags;
+	newtasks.update(&pid, &flags);
 	return FPT_TP_KEEP;
 }
 #endif
@@ -299,8 +301,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	u32 child = args->child_pid;
 	u32 child_tgid = 0;
 	struct cpu_state *cs = cpu_state();
-	if (cs && cs->newtask_pid == child)
-		child_tgid = (cs->newtask_flags & 0x00010000 /* CLONE_THREAD */) ? tgid : child;
+#ifdef FPT_TP_NEWTASK
+	u64 *clone_flags = newtasks.lookup(&child);
+	if (clone_flags) {
+		child_tgid = (*clone_flags & 0x00010000 /* CLONE_THREAD */) ? tgid : child;
+		newtasks.delete(&child);
+	}
+#endif
 	if (cs)
 		cs->fork_tid = 0;   /* fpu_clone returned early (kernel threads, io workers): no save */
 	if (filtered_out(tgid))
