@@ -254,6 +254,15 @@ class Features:
         return CACHE_ROOT.parent / "probes" / f"{name}-{self.release}-{boot_id}"
 
     @cached_property
+    def preemption(self) -> Probe:
+        """Can kernel code be preempted here (preempt=full, lazy or rt)? ``reason`` names the
+        model and where it was read; unknown counts as not preemptible."""
+        model, source = preemption_model(self.release)
+        if not model:
+            return Probe(False, "preemption model unknown (no debugfs sched/preempt, preempt=, or config)")
+        return Probe(model in ("full", "lazy", "rt"), f"preempt={model} ({source})")
+
+    @cached_property
     def ringbuf(self) -> Probe:
         if self.version >= (5, 8):
             return Probe(True, "BPF ring buffer")
@@ -278,6 +287,38 @@ class Features:
     def xstate(self) -> dict:
         from .xstate import layout
         return layout()
+
+
+def preemption_model(release: str) -> tuple[str, str]:
+    """(model, where it was read): the running model of a PREEMPT_DYNAMIC kernel (debugfs, else
+    the command line), else the build's model (kernel config), else '' ."""
+    try:
+        m = re.search(r"\((\w+)\)", Path("/sys/kernel/debug/sched/preempt").read_text())
+        if m:
+            return m.group(1), "/sys/kernel/debug/sched/preempt"
+    except OSError:
+        pass
+    try:
+        m = re.search(r"(?:^|\s)preempt=(\w+)", Path("/proc/cmdline").read_text())
+        if m:
+            return m.group(1), "kernel command line"
+    except OSError:
+        pass
+    for path in (Path(f"/boot/config-{release}"), Path(f"/lib/modules/{release}/build/.config"),
+                 Path("/proc/config.gz")):
+        try:
+            if path.suffix == ".gz":
+                import gzip
+                text = gzip.decompress(path.read_bytes()).decode(errors="replace")
+            else:
+                text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for option, model in (("PREEMPT_RT", "rt"), ("PREEMPT_LAZY", "lazy"), ("PREEMPT", "full"),
+                              ("PREEMPT_VOLUNTARY", "voluntary"), ("PREEMPT_NONE", "none")):
+            if re.search(rf"^CONFIG_{option}=y$", text, re.M):
+                return model, f"{path}"
+    return "", ""
 
 
 @cache
