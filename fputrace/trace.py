@@ -109,21 +109,24 @@ class Trace:
         df = pd.DataFrame(list(table.values()), columns=["tid", "tgid", "comm", "kthread"])
         return df.astype({"tid": "uint32", "tgid": "uint32", "kthread": bool}).sort_values("tid", ignore_index=True)
 
-    def _model(self, **model_kw):
+    def model(self, *, history: bool = False, **model_kw):
+        """A ``fputrace.model.Model`` of this recording's meta, fed with every batch (``top``,
+        ``pid``, ``policies``, ``cost_model``: as for Model; ``history``: the dashboard's)."""
         from .model import Model                        # the analysis lives in fputrace.model
-        model = Model(self.meta, history=False, **model_kw)   # (history: the dashboard's)
+        model = Model(self.meta, history=history, **model_kw)
         for batch in self.batches():
             model.feed(batch)
         return model
 
-    def report(self, *, policies=None, cost_model=None, **kw):
-        """The model's report over the whole trace (``fputrace.model.Model.report``)."""
-        return self._model(**_model_options(policies, cost_model)).report(**kw)
+    def report(self, *, policies=None, cost_model=None, top=None, pid=None, **kw):
+        """The model's report over the whole trace (``fputrace.model.Model.report``); ``top``
+        and ``pid`` limit the per-task rows (and the memory for them)."""
+        return self.model(top=top, pid=pid, **_model_options(policies, cost_model)).report(**kw)
 
     def estimate(self, *, policies=None, cost_model=None, **kw):
         """Policy estimates: ``policies`` ("eager,deferred" or a list; default: the model's),
         ``cost_model`` (a file from ``fputrace calibrate`` or a CostModel; default: the model's)."""
-        return self._model(**_model_options(policies, cost_model)).estimate(**kw)
+        return self.model(top=0, **_model_options(policies, cost_model)).estimate(**kw)
 
 
 def _model_options(policies, cost_model) -> dict:

@@ -108,3 +108,45 @@ def test_a_library_with_other_structs_is_refused(tmp_path, monkeypatch):
             native.lib()
     finally:
         native.lib.cache_clear()
+
+
+def test_optimised_build_equals_an_unoptimised_one(tmp_path, monkeypatch):
+    """The install build (-O2) and an -O0 build of the same sources give identical reports and
+    estimates on generated traces (guards against code whose meaning depends on the optimiser:
+    undefined behaviour, aliasing)."""
+    import sys
+    from pathlib import Path
+    if build_engine.compiler() is None:
+        pytest.skip("no C compiler (gcc) to build an -O0 engine")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_model_tracegen import generate
+
+    from fputrace.events import Kind
+    from fputrace.model import Model
+    from tests.test_cost_model import AVX512_META
+    traces = []
+    for c, t, s, p, m, lost in ((2, 8, 1, "deferred", "probe", 0),
+                                (4, 16, 2, "deferred", "tracepoint", 20_000),
+                                (3, 6, 3, "eager", "probe", 0)):
+        meta, ev = generate(4000, cpus=c, tasks=t, seed=s, policy=p, mode=m, lost_ppm=lost)
+        fpu = np.flatnonzero(np.isin(ev["kind"], [Kind.XSAVE, Kind.XRSTOR]))
+        ev["a0"][fpu] = np.random.default_rng(s).choice([0, 0x3, 0x7, 0xe7, 0x60007], len(fpu))
+        traces.append((dict(meta, **AVX512_META), ev))     # sizes and classes vary per event
+
+    def results():
+        out = []
+        for meta, ev in traces:
+            m = Model(meta)
+            m.feed(ev)
+            out.append((m.report().to_dict(), m.estimate().to_dict()))
+        return out
+
+    optimised = results()
+    flags = tuple(f for f in build_engine.CFLAGS if not f.startswith("-O")) + ("-O0",)
+    lib = build_engine.build(tmp_path, flags, name="engine-O0.so")
+    monkeypatch.setattr(native, "library_path", lambda: lib)
+    native.lib.cache_clear()
+    try:
+        assert results() == optimised
+    finally:
+        native.lib.cache_clear()

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 import fputrace
-from fputrace.model import Model
+from fputrace.model import BUILTIN_DEFAULT, Model
 from tests import test_model_properties, test_scenarios_model
 from tests.legacy_model import Model as OldModel
+from tests.legacy_model.cost import BUILTIN_DEFAULT as OLD_BUILTIN_DEFAULT
 
 DEMO = Path(fputrace.__file__).parent / "data" / "demo.fpt"
 DATA = Path(__file__).parent / "data"
@@ -63,8 +64,9 @@ class Both:
 
     def __init__(self, meta=None, policies=("eager", "deferred", "deferred-novalid"),
                  cost_model=None, tasks=None):
-        self.new = Model(meta, policies, cost_model, tasks)
-        self.old = OldModel(meta, policies, cost_model, tasks)
+        # the built-in cost model, not a calibration this host may have (each its own class)
+        self.new = Model(meta, policies, cost_model or BUILTIN_DEFAULT, tasks)
+        self.old = OldModel(meta, policies, cost_model or OLD_BUILTIN_DEFAULT, tasks)
 
     def feed(self, batch):
         self.new.feed(batch)

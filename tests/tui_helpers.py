@@ -42,7 +42,10 @@ def hand_made_snapshot(now_ns: int = 20 * S, lost: int = 0) -> Snapshot:
     return Snapshot(now_ns=now_ns, window_ns=w, events=123_456, lost_events=lost,
                     gap_flagged=bool(lost), cpus=(cpu0, cpu1), tasks=tasks, kfpu_callers=callers,
                     kfpu_hist=hist, policies=policies, recorded_policy="deferred", self_check=0.998,
-                    cost_model="builtin-epyc", inferred_kinds=("KFPU_BEGIN",) if True else ())
+                    cost_model="builtin-epyc", inferred_kinds=("KFPU_BEGIN",) if True else (),
+                    # what the model computes (eager minus deferred; the panel only draws it)
+                    difference=PolicyView("saved", 200, 850, 688, 500_000, 0.3e6),
+                    xrstor_fewer_pct=100 * 850 / 2600)
 
 
 def hand_made_detail(tid: int = 101, now_ns: int = 20 * S) -> TaskDetail:

@@ -34,7 +34,7 @@ def run(args) -> int:
 
     policies = [p.name for p in resolve(args.policy)]       # bad names: one line, before reading
     cost = load_cost_model(args.cost_model)
-    model, meta = load_model(args.file, policies=policies, cost_model=cost)
+    model, meta = load_model(args.file, policies=policies, cost_model=cost, top=0)
     est = model.estimate()
     if args.format == "json":
         out = est.to_dict()

@@ -26,15 +26,12 @@ def add_arguments(p):
 
 
 def load_model(path, **model_kw):
-    """A model fed with every batch of the recording at ``path`` (and the recording's meta)."""
-    from ..model import Model
-    from ..recording import open_recording
+    """A model fed with every batch of the recording at ``path`` (opened by ``fputrace.load``:
+    one way to open a recording, out-of-order batches re-sorted) and the recording's meta."""
+    from ..trace import load
 
-    rec = open_recording(path)
-    model = Model(rec.meta, **model_kw)
-    for batch in rec.batches():
-        model.feed(batch)
-    return model, rec.meta
+    trace = load(path)
+    return trace.model(**model_kw), trace.meta
 
 
 def run(args) -> int:
@@ -45,10 +42,11 @@ def run(args) -> int:
 
     if args.top is not None and args.top < 1:
         raise UsageError("--top must be at least 1")
-    model, meta = load_model(args.file)
+    top = args.top or (20 if args.format == "text" else None)
+    model, meta = load_model(args.file, top=top, pid=args.pid, sort=args.sort)  # keeps the rows shown
     rep = model.report()
     if args.format == "json":
-        out = rep.to_dict(pid=args.pid, top=args.top, sort=args.sort)
+        out = rep.to_dict(pid=args.pid, top=top, sort=args.sort)
         out["file"] = str(args.file)
         out["truncated"] = bool(meta.get("truncated"))
         if meta.get("truncated"):
@@ -56,10 +54,10 @@ def run(args) -> int:
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.format == "csv":
-        sys.stdout.write(rep.to_csv(pid=args.pid, top=args.top, sort=args.sort))
+        sys.stdout.write(rep.to_csv(pid=args.pid, top=top, sort=args.sort))
     else:
         if meta.get("truncated"):
             print(f"note: {args.file} is truncated ({meta.get('truncated_reason')}): "
                   "numbers cover the complete batches only")
-        sys.stdout.write(rep.to_text(top=args.top or 20, pid=args.pid, sort=args.sort))
+        sys.stdout.write(rep.to_text(top=top, pid=args.pid, sort=args.sort))
     return 0

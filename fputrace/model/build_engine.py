@@ -17,7 +17,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("engine.c", "engine.h", "replay.h")
-CFLAGS = ("-O2", "-std=gnu11", "-fPIC", "-shared", "-fvisibility=default", "-Wall", "-Wextra",
+# -fno-strict-aliasing: add_counts sums a counts struct as an int64_t array (and GCC 12 -O2 once
+# mis-scheduled an out-pointer store into a task inlined into fpt_feed; tests/test_model_abi.py
+# compares this build with an -O0 one)
+CFLAGS = ("-O2", "-std=gnu11", "-fPIC", "-shared", "-fno-strict-aliasing", "-Wall", "-Wextra",
           "-Wno-unused-parameter")
 
 
@@ -48,17 +51,17 @@ def compiler() -> str | None:
     return shutil.which("gcc") or shutil.which("cc")
 
 
-def build(dest_dir: Path) -> Path:
+def build(dest_dir: Path, flags: tuple[str, ...] = CFLAGS, name: str | None = None) -> Path:
     """Compile into dest_dir (atomically: concurrent builders never see half a file)."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler (gcc or cc) to build the model engine")
     bid = build_id()
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / library_name(bid)
+    target = dest_dir / (name or library_name(bid))
     fd, tmp = tempfile.mkstemp(prefix=".engine-", suffix=".so", dir=dest_dir)
     os.close(fd)
-    cmd = [cc, *CFLAGS, f"-I{contract_header().parent}", f'-DFPT_BUILD_ID="{bid}"',
+    cmd = [cc, *flags, f"-I{contract_header().parent}", f'-DFPT_BUILD_ID="{bid}"',
            str(HERE / "engine.c"), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True)

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..errors import FputraceError
 
@@ -277,46 +276,3 @@ def event_bytes(xfeatures: int, sizes: list[int], mask: int) -> int:
     """Python mirror of the engine's byte count (for tests and documentation)."""
     x = xfeatures & mask or mask
     return LEGACY_AND_HEADER_BYTES + sum(sizes[b] for b in range(2, 64) if x >> b & 1)
-
-
-def _class_matrix(df: pd.DataFrame, kind: str) -> np.ndarray:
-    return df[[f"{kind}_{cls}" for cls in CLASS_NAMES]].to_numpy()
-
-
-def task_xstate_columns(per_task: pd.DataFrame, xs: pd.DataFrame, cost: CostModel,
-                        total_bytes: int, total_cycles: float) -> pd.DataFrame:
-    """The report's per-task xstate columns (issue 10), rows aligned with ``per_task``:
-    ``xfeatures_seen`` (hex), ``components`` (e.g. ``SSE+AVX+AMX``), ``xstate_class`` (largest),
-    ``bytes_per_xsave``, ``bytes_share`` and ``cycles_share`` (of everything the recording moved),
-    ``cycles`` (each class charged its calibrated set), ``avoidable_bytes``."""
-    assert (per_task["tid"].to_numpy() == xs["tid"].to_numpy()).all()
-    seen = xs["xfeatures_seen"].astype("int64").tolist()
-    cycles = cost.charge(_class_matrix(xs, "xsave"), _class_matrix(xs, "xrstor")).astype(float)
-    moved = (per_task["xsave_bytes"] + per_task["xrstor_bytes"]).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_save = np.where(per_task["xsave"] > 0, per_task["xsave_bytes"] / per_task["xsave"], 0.0)
-    return pd.DataFrame({
-        "xfeatures_seen": [f"0x{x:x}" for x in seen],
-        "components": [components_label(x) for x in seen],
-        "xstate_class": [xstate_class(x) for x in seen],
-        "bytes_per_xsave": np.round(per_save, 1),
-        "bytes_share": moved / total_bytes if total_bytes else np.zeros(len(moved)),
-        "cycles": cycles,
-        "cycles_share": cycles / total_cycles if total_cycles else np.zeros(len(cycles)),
-        "avoidable_bytes": xs["avoidable_bytes"].to_numpy(),
-    }, index=per_task.index)
-
-
-def class_table(class_totals: pd.DataFrame, cost: CostModel, side: str = "measured") -> pd.DataFrame:
-    """Per class for one side (``measured`` or a policy): xsave, xrstor, bytes, cycles and the
-    calibrated set charged (``charged_set``, ``match`` as in ``CostModel.set_for``)."""
-    df = class_totals[class_totals["side"] == side].reset_index(drop=True)
-    per = [cost.class_cycles(c) for c in df["class"]]
-    sets = [cost.set_for_class(c) for c in df["class"]]
-    return pd.DataFrame({
-        "class": df["class"], "xsave": df["xsave"], "xrstor": df["xrstor"],
-        "bytes": df["xsave_bytes"] + df["xrstor_bytes"],
-        "cycles": [x * a + r * b for (a, b), x, r in zip(per, df["xsave"], df["xrstor"])],
-        "charged_set": [f"{e.set} 0x{e.xfeatures:x}" if e else "flat" for e, _ in sets],
-        "match": [how for _, how in sets],
-    })

@@ -61,26 +61,35 @@ int64_t fpt_sizeof(int64_t which)
 
 /* Bytes an XSAVES/XRSTORS moves (legacy area + header + each non-init extended component) and
  * the class of the highest live group. xfeatures 0 = unknown: every enabled component. */
-static inline void xstate_cost(const struct fpt_engine *e, int64_t xfeat, int64_t *bytes,
-			       int64_t *cls)
+struct xcost {
+	int64_t bytes;
+	int64_t cls;
+};
+
+static inline struct xcost xstate_cost(const struct fpt_engine *e, int64_t xfeat)
 {
 	uint64_t x = (uint64_t)xfeat & (uint64_t)e->full_mask;
 	if (x == 0)
 		x = (uint64_t)e->full_mask;
-	int64_t b = 576;
+	struct xcost r = {576, FPT_CLASS_SSE};
 	for (uint64_t y = x & ~(uint64_t)3; y; y &= y - 1)
-		b += e->xsize[__builtin_ctzll(y)];
-	*bytes = b;
-	*cls = (x & (1ull << 18)) ? FPT_CLASS_AMX : (x & 0xe0) ? FPT_CLASS_AVX512
-	     : (x & 4) ? FPT_CLASS_AVX : FPT_CLASS_SSE;
+		r.bytes += e->xsize[__builtin_ctzll(y)];
+	for (int k = FPT_NCLASS - 1; k > 0; k--)
+		if (x & (uint64_t)e->class_mask[k]) {
+			r.cls = k;
+			break;
+		}
+	return r;
 }
 
 static inline void set_xfeat(const struct fpt_engine *e, struct fpt_task *t, int64_t xfeat)
 {
 	if (t->xfeat == xfeat && t->xbytes)
 		return;
+	const struct xcost r = xstate_cost(e, xfeat);
 	t->xfeat = xfeat;
-	xstate_cost(e, xfeat, &t->xbytes, &t->xclass);
+	t->xbytes = r.bytes;
+	t->xclass = r.cls;
 }
 
 static inline int is_user(const struct fpt_engine *e, int64_t t)
@@ -108,7 +117,9 @@ static int64_t new_task(struct fpt_engine *e, int64_t tid)
 	T->n.last_cpu = -1;
 	T->owner_cpu = -1;
 	T->first_ts = -1;
-	xstate_cost(e, 0, &T->xbytes, &T->xclass);
+	const struct xcost r = xstate_cost(e, 0);
+	T->xbytes = r.bytes;
+	T->xclass = r.cls;
 	for (int p = 0; p < e->npol; p++)
 		T->ps[p].last_cpu = -1;
 	m->slot = t;
@@ -628,9 +639,11 @@ static void add_counts(struct fpt_task_counts *sum, const struct fpt_task_counts
 	int64_t *dst = (int64_t *)sum;
 	const size_t words = offsetof(struct fpt_task_counts, comm) / sizeof(int64_t);
 	int64_t max_ns = sum->kfpu_max_ns > n->kfpu_max_ns ? sum->kfpu_max_ns : n->kfpu_max_ns;
-	for (size_t w = 0; w < words; w++)
+	int64_t seen = sum->xfeatures_seen | n->xfeatures_seen;
+	for (size_t w = 0; w < words; w++)    /* (identity fields sum to nonsense: unused) */
 		dst[w] += src[w];
 	sum->kfpu_max_ns = max_ns;
+	sum->xfeatures_seen = seen;
 }
 
 static int referenced(const struct fpt_engine *e, int64_t t)

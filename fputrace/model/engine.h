@@ -17,10 +17,12 @@
 #define FPT_NPOL     3      /* policies replayed at once (fputrace/model/policies.py) */
 #define FPT_NHIST    48     /* bucket b: 2^(b-1) <= ns < 2^b (b = 0: 0 ns) */
 
+/* class = the highest one whose mask (struct fpt_engine.class_mask, from fputrace/model/cost.py
+ * XSTATE_CLASSES) meets the event's xfeatures */
 #define FPT_CLASS_SSE    0  /* x87/SSE only */
 #define FPT_CLASS_AVX    1  /* bit 2 (YMM upper halves) */
 #define FPT_CLASS_AVX512 2  /* bits 5-7 (opmask, ZMM_Hi256, Hi16_ZMM) */
-#define FPT_CLASS_AMX    3  /* bit 18 (XTILEDATA) */
+#define FPT_CLASS_AMX    3  /* bits 17-18 (XTILECFG, XTILEDATA) */
 
 /* owner of a CPU's registers: >= 0 is a task slot (its user state is valid there) */
 #define FPT_OWN_NONE    (-1)
@@ -215,7 +217,8 @@ struct fpt_engine {
 	int64_t has_ur_events;      /* USER_RETURN is observed (switch_fpu_return probed) */
 	int64_t ur_assumed;         /* eager kernel, no USER_RETURN: assume one before losing regs */
 	int64_t kfpu_exact;         /* kernel_fpu_begin probed exactly */
-	int64_t full_mask;          /* XCR0 */
+	int64_t full_mask;          /* the kernel's enabled mask (XCR0 | XSS) */
+	int64_t class_mask[FPT_NCLASS];
 	int64_t xsize[64];          /* bytes per component (CPUID leaf 0xD) */
 	/* totals */
 	int64_t next_uid;

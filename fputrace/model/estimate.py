@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
-import pandas as pd
+import numpy as np
 
-from .cost import LARGE_CLASSES, CostModel, class_table, components_label, xstate_class
+from .columns import Columns
+from .cost import CostModel
 
 
 def notes(view, cost: CostModel) -> list[str]:
@@ -38,55 +40,77 @@ def notes(view, cost: CostModel) -> list[str]:
     return out
 
 
+def difference(rows: list[dict], base: str = "eager", other: str = "deferred") -> dict | None:
+    """What ``other`` saves against ``base`` (both replayed): counts, bytes and cycles of
+    base minus other, and how many fewer restores in percent. None unless both were replayed."""
+    by = {r["policy"]: r for r in rows}
+    if base not in by or other not in by:
+        return None
+    b, o = by[base], by[other]
+    out = {"base": base, "policy": other}
+    for k in ("xsave", "xrstor", "avoidable_xrstor", "bytes", "cycles"):
+        out[k] = b[k] - o[k]
+    out["xrstor_fewer_pct"] = (100.0 * (b["xrstor"] - o["xrstor"]) / b["xrstor"]
+                               if b["xrstor"] else None)
+    return out
+
+
 @dataclass
 class Estimate:
-    policies: pd.DataFrame
+    policy_rows: list[dict]            # per requested policy (tables.ModelView.policy_rows)
     measured: dict
     recorded_policy: str | None
     self_check: float | None
     cost_model_name: str
     cost_model: dict
     notes: list[str] = field(default_factory=list)
+    difference: dict | None = None     # eager minus deferred (``difference``)
     # side (measured / policy), class, xsave, xrstor, bytes, cycles, charged_set, match
-    per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
+    class_rows: Columns | None = None
     # tasks with AVX-512 or AMX state live: tid, generation, comm, components, bytes_per_xsave and,
     # per policy, avoidable_xrstor_<policy>, avoidable_bytes_<policy>
-    large_state_tasks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    large_state_rows: Columns | None = None
     cost_charged: dict = field(default_factory=dict)
 
+    @cached_property
+    def policies(self):
+        """DataFrame indexed by policy: xsave, xrstor, avoidable_xrstor, bytes, cycles,
+        avoidable_bytes."""
+        cols = ["policy", "xsave", "xrstor", "avoidable_xrstor", "bytes", "cycles",
+                "avoidable_bytes"]
+        return Columns({k: [r[k] for r in self.policy_rows] for k in cols}).frame(index="policy")
+
+    @cached_property
+    def per_class(self):
+        return (self.class_rows or Columns({})).frame()
+
+    @cached_property
+    def large_state_tasks(self):
+        return (self.large_state_rows or Columns({})).frame()
+
     def to_dict(self) -> dict:
-        pol = {name: {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-               for name, row in self.policies.to_dict(orient="index").items()}
-        return {"policies": pol, "measured": self.measured, "recorded_policy": self.recorded_policy,
+        return {"policies": {r["policy"]: {k: v for k, v in r.items() if k != "policy"}
+                             for r in self.policy_rows},
+                "measured": self.measured, "recorded_policy": self.recorded_policy,
                 "self_check": self.self_check, "cost_model": self.cost_model_name,
                 "cost_model_detail": self.cost_model, "notes": self.notes,
-                "per_class": _records(self.per_class), "cost_charged": self.cost_charged,
-                "large_state_tasks": _records(self.large_state_tasks)}
+                "per_class": self.class_rows.records() if self.class_rows else [],
+                "cost_charged": self.cost_charged,
+                "large_state_tasks": self.large_state_rows.records() if self.large_state_rows else [],
+                "difference": self.difference}
 
     def to_text(self) -> str:
         from .text import render_estimate
         return render_estimate(self)
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
-            for rec in df.to_dict(orient="records")]
-
-
-def large_state_tasks(view, names: list[str]) -> pd.DataFrame:
-    """Tasks whose saves held AVX-512 or AMX state, with the restores each policy would throw
-    away unused (SPEC 5.3) and the bytes those moved for nothing."""
-    tasks, xs = view.tasks(), view.task_xstate()
-    big = [xstate_class(int(x)) in LARGE_CLASSES for x in xs["xfeatures_seen"]]
-    t, x = tasks[big], xs[big]
-    df = pd.DataFrame({"tid": t["tid"], "generation": t["generation"], "comm": t["comm"],
-                       "components": [components_label(int(v)) for v in x["xfeatures_seen"]],
-                       "bytes_per_xsave": (t["xsave_bytes"] / t["xsave"].where(t["xsave"] > 0))
-                       .fillna(0).round(1)})
-    for p in names:
-        df[f"avoidable_xrstor_{p}"] = x[f"avoidable_xrstor_{p}"]
-        df[f"avoidable_bytes_{p}"] = x[f"avoidable_bytes_{p}"]
-    return df.reset_index(drop=True)
+def _class_rows(view, sides: list[str]) -> Columns:
+    parts = [view.class_table(side) for side in sides]
+    out = {"side": [side for side, t in zip(sides, parts) for _ in range(len(t))]}
+    for k in parts[0].names:
+        vals = [t[k] for t in parts]
+        out[k] = np.concatenate(vals) if isinstance(vals[0], np.ndarray) else sum(vals, [])
+    return Columns(out)
 
 
 def build_estimate(view, cost: CostModel) -> Estimate:
@@ -94,13 +118,10 @@ def build_estimate(view, cost: CostModel) -> Estimate:
     restore (its highest live component group) at its calibrated set's cycles."""
     view.cost_model = cost
     names = [p.name for p in view.requested]
-    totals = view.class_totals()
-    per_class = pd.concat([class_table(totals, cost, side).assign(side=side)
-                           for side in ["measured", *names]], ignore_index=True)
-    per_class = per_class[["side", *[c for c in per_class.columns if c != "side"]]]
-    return Estimate(policies=view.policy_totals(names),
-                    measured=view.measured_totals(), recorded_policy=view.recorded_policy,
-                    self_check=view.self_check(), cost_model_name=cost.name,
-                    cost_model=cost.to_dict(), notes=notes(view, cost), per_class=per_class,
-                    large_state_tasks=large_state_tasks(view, names),
+    rows = view.policy_rows(names)
+    return Estimate(policy_rows=rows, measured=view.measured_totals(),
+                    recorded_policy=view.recorded_policy, self_check=view.self_check(),
+                    cost_model_name=cost.name, cost_model=cost.to_dict(), notes=notes(view, cost),
+                    difference=difference(rows), class_rows=_class_rows(view, ["measured", *names]),
+                    large_state_rows=view.large_state_columns(names),
                     cost_charged=cost.class_charges())

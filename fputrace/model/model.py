@@ -37,9 +37,10 @@ def _modes_have(meta: dict, logical: str) -> bool:
 class Model:
     def __init__(self, meta: dict | None = None, policies=DEFAULT_POLICIES,
                  cost_model: CostModel | str | None = None, tasks=None, *, history: bool = True,
-                 top: int | None = None, pid: int | None = None):
+                 top: int | None = None, pid: int | None = None, sort: str = "xsave"):
         """``history``: keep the dashboard's recent activity (owner strips, rates, timelines:
-        ``history.RecentActivity``); ``top``/``pid``: which exited tasks' rows to keep (above)."""
+        ``history.RecentActivity``); ``top``/``pid``/``sort``: which exited tasks' rows to keep
+        (the first ``top`` of ``pid``'s tasks in ``sort`` order, ``tables.rank``; above)."""
         self.meta = dict(meta or {})
         self.requested = resolve(policies)
         rp, self.recorded_policy_source = recorded_policy(self.meta)
@@ -61,7 +62,7 @@ class Model:
             ur_assumed=rp == "eager" and not has_ur,
             kfpu_exact=_modes_have(self.meta, "kfpu_begin") and bool(kfpu_mode.get("exact")),
             xsizes=sizes, full_mask=mask, ncpu=int(self.meta.get("nr_cpus") or 1))
-        self.top, self.pid = top, pid
+        self.top, self.pid, self.sort = top, pid, sort
         self._kept: list[np.ndarray] = []          # rows of exited tasks (TASK_COUNTS)
         self._kept_n = 0
         self._sinks: list[Sink] = []
@@ -125,7 +126,8 @@ class Model:
             return ROWS_NONE
         rows = concat(self._kept) if len(self._kept) > 1 else self._kept[0]
         if self.top is not None and len(rows) > self.top:
-            rows = take(rows, rank(rows)[:self.top])   # an exited task's rank is final: exact
+            # an exited task's rank is final: the first N of them stay the first N, exactly
+            rows = take(rows, rank(rows, self.sort, self.cost_model)[:self.top])
         return rows
 
     # ------------------------------------------------------------ views
@@ -141,9 +143,13 @@ class Model:
         return ModelView(self, state, self._kept_rows())
 
     def report(self):
+        """The measured side; with ``top``/``pid`` set, ``per_task`` holds just those rows."""
         from .report import build_report
         with self.lock:
-            return build_report(self.view())
+            rep = build_report(self.view())
+        if self.top is not None or self.pid is not None:
+            rep.tables["per_task"] = rep.task_rows(self.pid, self.top, self.sort)
+        return rep
 
     def estimate(self, cost_model: CostModel | str | None = None):
         from .estimate import build_estimate

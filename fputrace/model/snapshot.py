@@ -53,7 +53,8 @@ class Snapshot:
     # one row per task: tid, tgid, comm, kthread, xsave, xrstor, avoidable_xrstor, kfpu_sections,
     # kfpu_ns, state ("user"/"kernel"/"sleeping"/"exited"/"unknown"), last_cpu, bytes (moved by
     # its saves and restores), components ("SSE+AVX+AMX": classes live at them), xstate_rank
-    # (0 SSE .. 3 AMX: sort by it, then bytes, to list the AVX-512/AMX tasks first)
+    # (0 SSE .. 3 AMX: sort by it, then bytes, to list the AVX-512/AMX tasks first), fputrace_own
+    # (the task belongs to fputrace itself: its tgid is meta fputrace_tgid)
     tasks: pd.DataFrame
     # one row per caller: caller (symbol+offset or hex), sections, total_ns, max_ns, p99_ns
     kfpu_callers: pd.DataFrame
@@ -61,9 +62,13 @@ class Snapshot:
     kfpu_hist: pd.DataFrame    # columns: lo_ns, count
     policies: tuple[PolicyView, ...]
     recorded_policy: str       # policy of the kernel that produced the trace
-    self_check: float          # replay under recorded policy vs measured counts, 0..1
+    self_check: float | None   # replay under recorded policy vs measured counts, 0..1; None: unknown
     cost_model: str            # name/path of the cost model used for bytes/cycles
     inferred_kinds: tuple[str, ...] = field(default=())   # kinds whose counts include inferred events
+    # what deferred restore saves against eager on this trace (eager minus deferred, as a
+    # PolicyView named "saved"), and how many fewer XRSTOR in percent; None unless both replayed
+    difference: PolicyView | None = None
+    xrstor_fewer_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,10 @@ class TaskDetail:
     tid: int
     tgid: int
     comm: str
-    # per kind and cause: kind ("XSAVE"/"XRSTOR"), cause (name), count, avoidable
+    # per kind and cause: kind ("XSAVE"/"XRSTOR"), cause (name), count, avoidable (XRSTOR: the
+    # restores of that cause thrown away before a user-mode instruction; XSAVE: 0)
     causes: pd.DataFrame
-    # where the task's user state was: start_ns, end_ns, state ("regs:<cpu>", "memory", "kernel-fpu")
+    # where the task's user state was: start_ns, end_ns, state: "regs:<cpu>" (valid in that CPU's
+    # registers), "kernel-fpu" (a kernel FPU section of the task runs; its user state is saved),
+    # "memory" (saved, in no registers); oldest first, as far back as the dashboard's history goes
     timeline: pd.DataFrame

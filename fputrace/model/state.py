@@ -36,6 +36,7 @@ class EngineState:
         e["ur_assumed"] = int(ur_assumed)
         e["kfpu_exact"] = int(kfpu_exact)
         e["full_mask"] = full_mask
+        e["class_mask"][:] = [mask for _, mask in S.XSTATE_CLASSES]
         e["xsize"][:] = xsizes
         e["first_ts"] = -1
         self.tasks = np.zeros(256, S.TASK)

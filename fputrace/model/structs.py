@@ -15,7 +15,7 @@ NCLASS = 4
 NPOL = 3                      # policies replayed at once (policies.POLICIES has 3)
 NHIST = 48                    # bucket b: 2^(b-1) <= ns < 2^b (b = 0: 0 ns)
 
-CLASS_NAMES = ("sse", "avx", "avx512", "amx")     # by the highest live xstate group (engine.c)
+from .cost import CLASS_NAMES, XSTATE_CLASSES  # noqa: E402,F401  (classes: one definition)
 STATE_NAMES = ("unknown", "user", "kernel", "sleeping", "exited")
 XSAVE_CAUSE_NAMES = {c.value: c.name.lower() for c in XsaveCause}
 XRSTOR_CAUSE_NAMES = {c.value: c.name.lower() for c in XrstorCause}
@@ -91,7 +91,7 @@ ENGINE = np.dtype([
     ("need", I8), ("need_arg", I8),
     ("npol", I8), ("policy_eager", I8, (NPOL,)), ("policy_validity", I8, (NPOL,)),
     ("rec_policy", I8), ("rec_deferred", I8), ("has_ur_events", I8), ("ur_assumed", I8),
-    ("kfpu_exact", I8), ("full_mask", I8), ("xsize", I8, (64,)),
+    ("kfpu_exact", I8), ("full_mask", I8), ("class_mask", I8, (NCLASS,)), ("xsize", I8, (64,)),
     ("next_uid", I8), ("nevents", I8), ("first_ts", I8), ("last_ts", I8), ("lost", I8),
     ("inferred", I8), ("gap", I8), ("unexplained", I8), ("kfpu_untimed", I8),
     ("unseen_saves", I8), ("hist", I8, (NHIST,)),

@@ -46,7 +46,9 @@ class DashboardScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DashboardHeader).show(self.app.source.meta, None, None)
+        # (the first picture may already be here: the model needs no compile wait any more)
+        self.query_one(DashboardHeader).show(self.app.source.meta, self.app.snapshot,
+                                             self.app.status)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_BELOW_COLUMNS, "narrow")

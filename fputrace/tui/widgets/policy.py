@@ -22,26 +22,24 @@ def render_policies(snap: Snapshot) -> Table:
                       Text(fmt.count(p.avoidable_xrstor),
                            style="bold red" if p.avoidable_xrstor else ""),
                       fmt.count(p.bytes) + "B", fmt.count(p.cycles))
-    by_name = {p.name: p for p in snap.policies}
-    eager, deferred = by_name.get("eager"), by_name.get("deferred")
-    if eager is not None and deferred is not None:
-        table.add_row(Text("saved", style="green"), fmt.count(eager.xsave - deferred.xsave),
-                      Text(fmt.count(eager.xrstor - deferred.xrstor), style="bold green"), "",
-                      fmt.count(eager.bytes - deferred.bytes) + "B",
-                      fmt.count(eager.cycles - deferred.cycles))
+    d = snap.difference                  # eager minus deferred, computed by the model
+    if d is not None:
+        table.add_row(Text("saved", style="green"), fmt.count(d.xsave),
+                      Text(fmt.count(d.xrstor), style="bold green"), "",
+                      fmt.count(d.bytes) + "B", fmt.count(d.cycles))
     return table
 
 
 def render_footnote(snap: Snapshot) -> Text:
-    ok = snap.self_check >= 0.99
     t = Text(no_wrap=False)
-    by_name = {p.name: p for p in snap.policies}
-    eager, deferred = by_name.get("eager"), by_name.get("deferred")
-    if eager is not None and deferred is not None and eager.xrstor:
-        pct = 100.0 * (eager.xrstor - deferred.xrstor) / eager.xrstor
-        t.append(f"deferred: {pct:.0f}% fewer XRSTOR  ", style="green")
+    if snap.xrstor_fewer_pct is not None:
+        t.append(f"deferred: {snap.xrstor_fewer_pct:.0f}% fewer XRSTOR  ", style="green")
     t.append("*recorded  self-check ", style="dim")
-    t.append(f"{100 * snap.self_check:.1f}%", style="bold green" if ok else "bold red")
+    if snap.self_check is None:
+        t.append("unknown", style="yellow")   # the recorded policy is not known
+    else:
+        t.append(f"{100 * snap.self_check:.1f}%",
+                 style="bold green" if snap.self_check >= 0.99 else "bold red")
     t.append(f"  costs: {snap.cost_model}", style="dim")
     if snap.inferred_kinds:
         t.append(f"  inferred: {', '.join(snap.inferred_kinds)}", style="yellow")

@@ -1,0 +1,75 @@
+"""``Columns``: a small table of equal-length columns (numpy arrays or lists).
+
+The model's tables are built as Columns and become pandas DataFrames only when someone asks
+(``.frame()``): importing pandas costs ~0.4 s, which `fputrace report`'s text, JSON and CSV
+output never needs.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+
+class Columns:
+    def __init__(self, data: dict, categories: dict | None = None):
+        self.data = dict(data)
+        self.categories = categories or {}      # column -> category names (a pandas Categorical)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.data)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def __getitem__(self, name: str):
+        return self.data[name]
+
+    def __setitem__(self, name: str, values) -> None:
+        self.data[name] = values
+
+    def take(self, index) -> "Columns":
+        """Rows by a boolean mask, integer positions or a slice."""
+        out = {}
+        for k, v in self.data.items():
+            if isinstance(v, np.ndarray):
+                out[k] = v[index]
+            else:
+                out[k] = np.asarray(v, dtype=object)[index].tolist()
+        return Columns(out, self.categories)
+
+    def head(self, n: int | None) -> "Columns":
+        return self if n is None else self.take(slice(0, n))
+
+    def select(self, names: list[str]) -> "Columns":
+        return Columns({k: self.data[k] for k in names}, self.categories)
+
+    def records(self) -> list[dict]:
+        """One dict per row, Python scalars (for JSON)."""
+        cols = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in self.data.items()}
+        return [dict(zip(cols, row)) for row in zip(*cols.values())]
+
+    def rows(self, names: list[str] | None = None):
+        names = names or self.names
+        cols = [(self.data[k].tolist() if isinstance(self.data[k], np.ndarray) else self.data[k])
+                for k in names]
+        return zip(*cols)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.names)
+        w.writerows(self.rows())
+        return buf.getvalue()
+
+    def frame(self, index: str | None = None):
+        import pandas as pd
+        data = {}
+        for k, v in self.data.items():
+            if k in self.categories:
+                v = pd.Categorical(list(v), categories=list(self.categories[k]))
+            data[k] = v
+        df = pd.DataFrame(data, columns=self.names)
+        return df.set_index(index) if index else df
