@@ -1,7 +1,7 @@
 """Capture benchmarks (not tests: figures, no pass/fail). Run as root from the repository:
 
     .venv/bin/python -m benchmarks.bench_capture throughput   # (a) zero-loss consumer rate
-    .venv/bin/python -m benchmarks.bench_capture overhead     # (b) perf bench sched pipe ratios
+    .venv/bin/python -m benchmarks.bench_capture overhead     # (b) slowdowns and per-program cost
     .venv/bin/python -m benchmarks.bench_capture size         # (c) bytes per event on disk
     .venv/bin/python -m benchmarks.bench_capture startup      # (d) start -> first event
     .venv/bin/python -m benchmarks.bench_capture all
@@ -11,6 +11,7 @@ Results go to stdout as one line per figure; benchmarks/CAPTURE.md records this 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -128,67 +129,136 @@ def _time_pipe(loops: int) -> float:
     return float(re.search(r"Total time:\s*([\d.]+)", out).group(1))
 
 
-PERF_EVENTS_SAME = ["sched:sched_switch", "sched:sched_process_fork", "sched:sched_process_exec",
-                    "sched:sched_process_exit", "task:task_newtask", "x86_fpu:x86_fpu_regs_activated",
-                    "x86_fpu:x86_fpu_regs_deactivated", "x86_fpu:x86_fpu_before_save",
-                    "x86_fpu:x86_fpu_after_save", "raw_syscalls:sys_enter", "raw_syscalls:sys_exit"]
+# what `fputrace import` asks perf for (README): the same FPU and scheduler facts
+PERF_EVENTS = ["x86_fpu:*", "sched:sched_switch", "sched:sched_process_*"]
+# bpftrace merely counting the three per-switch tracepoints in kernel maps: the floor a BPF tool
+# that streams nothing pays on this benchmark
+BPFTRACE_COUNT = ("tracepoint:sched:sched_switch { @sw = count(); } "
+                  "tracepoint:x86_fpu:x86_fpu_regs_activated { @act = count(); } "
+                  "tracepoint:x86_fpu:x86_fpu_regs_deactivated { @deact = count(); }")
 
 
-def _with_tracer(start_cmd: list[str], ready, loops: int) -> float:
-    proc = subprocess.Popen(start_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _tracer(kind: str, d: str) -> tuple[list[str], callable]:
+    """(command, ready(proc)) of one tracer configuration."""
+    if kind == "fputrace":
+        fpt = f"{d}/o.fpt"
+        if os.path.exists(fpt):
+            os.unlink(fpt)
+
+        def ready(proc):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not os.path.exists(fpt):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"fputrace record exited: {proc.stderr.read()[-300:]}")
+                time.sleep(0.05)
+            time.sleep(0.5)
+        return [*FPUTRACE, "record", "-q", "--mode", "tracepoint", "-o", fpt], ready
+    if kind == "perf":
+        return (["perf", "record", "-q", "-a", "-o", f"{d}/p.data", *sum((["-e", e] for e in PERF_EVENTS), [])],
+                lambda proc: time.sleep(2.0))
+    if kind == "bpftrace":
+        def ready(proc):                       # it prints "Attaching 3 probes..." once attached
+            line = proc.stdout.readline()
+            if "Attaching" not in line:
+                raise RuntimeError(f"bpftrace did not attach: {line!r} {proc.stderr.read()[-300:]}")
+            time.sleep(0.3)
+        return ["bpftrace", "-e", BPFTRACE_COUNT], ready
+    raise ValueError(kind)
+
+
+def _run_traced(kind: str, d: str, loops: int, inspect=None):
+    """The pipe benchmark under tracer ``kind`` (None: untraced). ``inspect(proc, when)`` is
+    called with when="before"/"after" around the benchmark itself."""
+    if kind is None:
+        return _time_pipe(loops)
+    cmd, ready = _tracer(kind, d)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready(proc)
-        return _time_pipe(loops)
+        if inspect:
+            inspect(proc, "before")
+        t = _time_pipe(loops)
+        if inspect:
+            inspect(proc, "after")
+        return t
     finally:
         proc.send_signal(2)
-        proc.wait(timeout=60)
+        try:
+            proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _program_names(ids: set[int]) -> dict[int, str]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"]: p.get("name", str(p["id"])) for p in json.loads(out or "[]") if p["id"] in ids}
+
+
+def _program_costs(kind: str, d: str, loops: int) -> tuple[list[tuple], float]:
+    """Per program of the tracer: (name, runs, runs/s, ns/run) over the pipe benchmark alone,
+    from bpf_prog_info (run_cnt, run_time_ns) read before and after it."""
+    from fputrace.capture import progstats
+    seen = {}
+
+    def inspect(proc, when):
+        if when == "before":
+            ids = progstats.prog_ids_of(proc.pid)
+            names = _program_names(ids)
+            seen["fds"] = {names.get(i, str(i)): progstats.prog_fd_by_id(i) for i in ids}
+            seen["t0"] = time.monotonic()
+        seen[when] = {n: progstats.prog_info(fd) for n, fd in seen["fds"].items()}
+        if when == "after":
+            seen["dt"] = time.monotonic() - seen["t0"]
+
+    with progstats.run_time_stats():
+        wall = _run_traced(kind, d, loops, inspect)
+    rows = []
+    for name, fd in seen["fds"].items():
+        a, b = seen["before"][name], seen["after"][name]
+        runs = b.run_cnt - a.run_cnt
+        if runs:
+            rows.append((name, runs, runs / seen["dt"], (b.run_time_ns - a.run_time_ns) / runs))
+        os.close(fd)
+    return sorted(rows, key=lambda r: -r[1]), wall
 
 
 def bench_overhead(args) -> None:
-    """(b) perf bench sched pipe: untraced vs fputrace vs perf record of the same tracepoints.
+    """(b) perf bench sched pipe under each tracer, and what each fputrace program costs.
 
-    The host is shared and noisy, so configurations alternate for ``--rounds`` rounds and the
-    medians are compared; every ratio comes from the same run."""
+    Slowdown: untraced / fputrace record (tracepoint mode) / perf record of the import's
+    tracepoints / bpftrace counting the three per-switch tracepoints in kernel maps, alternated
+    for ``--rounds`` rounds, medians, ratios within this run (kernel.bpf_stats_enabled as found).
+    Cost: one more round each of fputrace and bpftrace with BPF run-time statistics on
+    (BPF_ENABLE_STATS): per program, runs and ns per run over the benchmark, from bpf_prog_info."""
     import statistics
     global PIN
     PIN = sorted(os.sched_getaffinity(0))[-1]
     loops = args.loops
-    times = {"untraced": [], "fputrace": [], "perf_same": [], "perf_no_syscalls": []}
-    sizes = {}
+    kinds = [None, "fputrace", "perf", "bpftrace"]
+    labels = {None: "untraced", "fputrace": "fputrace record (tracepoint mode)",
+              "perf": "perf record -a " + " ".join(PERF_EVENTS), "bpftrace": "bpftrace counting 3 tracepoints"}
+    times = {k: [] for k in kinds}
+    from fputrace.capture import progstats
+    stats_on = progstats.stats_enabled()
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
-        fpt = f"{d}/o.fpt"
-
-        def fputrace_ready(proc):
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not os.path.exists(fpt):
-                time.sleep(0.05)
-            time.sleep(0.5)
-
-        def perf_ready(proc):
-            time.sleep(2.0)     # perf opens its events in well under that
-
         for _ in range(args.rounds):
-            times["untraced"].append(_time_pipe(loops))
-            if os.path.exists(fpt):
-                os.unlink(fpt)
-            times["fputrace"].append(_with_tracer([*FPUTRACE, "record", "-q", "-o", fpt], fputrace_ready, loops))
-            sizes["fputrace"] = os.path.getsize(fpt)
-            times["perf_same"].append(_with_tracer(
-                ["perf", "record", "-a", "-o", f"{d}/p1.data", *sum((["-e", e] for e in PERF_EVENTS_SAME), [])],
-                perf_ready, loops))
-            sizes["perf_same"] = os.path.getsize(f"{d}/p1.data")
-            times["perf_no_syscalls"].append(_with_tracer(
-                ["perf", "record", "-a", "-o", f"{d}/p2.data", *sum((["-e", e] for e in PERF_EVENTS_SAME[:-2]), [])],
-                perf_ready, loops))
+            for k in kinds:
+                times[k].append(_run_traced(k, d, loops))
+        costs = {k: _program_costs(k, d, loops) for k in ("fputrace", "bpftrace")}
     med = {k: statistics.median(v) for k, v in times.items()}
-    b = med["untraced"]
-    print(f"overhead: taskset -c {PIN} perf bench sched pipe -l {loops}, {args.rounds} rounds, medians")
-    for k, label in (("untraced", "untraced"), ("fputrace", "fputrace record (tracepoint mode)"),
-                     ("perf_same", "perf record -a, same tracepoints"),
-                     ("perf_no_syscalls", "perf record -a, same minus raw_syscalls")):
-        extra = f"  file {sizes[k]:,} B" if k in sizes else ""
-        print(f"overhead: {label:<42s} {med[k]:.2f} s  ratio {med[k] / b:.2f}  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times[k])}){extra}")
+    b = med[None]
+    print(f"overhead: taskset -c {PIN} perf bench sched pipe -l {loops}, {args.rounds} rounds alternated, "
+          f"medians (load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
+          f"bpf_stats {'on' if stats_on else 'off'})")
+    for k in kinds:
+        print(f"overhead: {labels[k]:<58s} {med[k]:.3f} s  ratio {med[k] / b:.2f}  "
+              f"(runs: {', '.join(f'{t:.3f}' for t in times[k])})")
+    for k, (rows, wall) in costs.items():
+        print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall:.3f} s):")
+        print(f"cost:   {'program':<44s} {'runs':>10s} {'runs/s':>12s} {'ns/run':>8s}")
+        for name, runs, rate, ns in rows:
+            print(f"cost:   {name:<44s} {runs:>10,} {rate:>12,.0f} {ns:>8.1f}")
 
 
 def bench_size(args) -> None:
@@ -245,7 +315,7 @@ def main() -> None:
     p.add_argument("which", choices=["throughput", "overhead", "size", "startup", "all"])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    p.add_argument("--loops", type=int, default=30000)
+    p.add_argument("--loops", type=int, default=100000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--write", action="store_true", help="(a) also write the flood to a file")
     args = p.parse_args()

@@ -12,10 +12,22 @@
  *   FPT_TP_COPY_DST, FPT_TP_COPY_DST_LOAD,
  *   FPT_TP_NEWTASK, FPT_FORK_COMM_DATA_LOC               tracepoints present here
  *   FPT_INFER                                            raw_syscalls inference (SPEC 5.4)
+ *   FPT_HOT_BTF | FPT_HOT_RAW                            how the hot tracepoints are read (below)
+ *   FPT_OFF_TASK_PID, FPT_OFF_TASK_TGID, FPT_OFF_TASK_EXIT_STATE, FPT_OFF_FPU_FPSTATE,
+ *   FPT_OFF_XFEATURES                                    their kernel struct offsets (BTF)
  *   FPT_FILTER_TGID, FPT_FILTER_COMM                     --pid / --comm
  *   FPT_SYNTHETIC                                        benchmark only: K records per sys_enter
- * Kernel structs: only task->thread_info.flags at offset 0 of task_struct is read (SPEC 4), so
- * this compiles against any x86-64 header tree.
+ * Kernel structs: task->thread_info.flags at offset 0 of task_struct (SPEC 4), and with
+ * FPT_HOT_* a few fields at offsets taken from the running kernel's BTF (plan.py, btf.py); no
+ * kernel header layout is used, so this compiles against any x86-64 header tree.
+ *
+ * The hot tracepoints (sched_switch, x86_fpu_regs_{de,}activated, raw_syscalls) fire on every
+ * context switch or syscall; what one run costs is what tracing costs (bpf_prog_info run_time_ns).
+ *   FPT_HOT_BTF  BTF-typed raw tracepoints (tp_btf, loaded by loader.py: bcc cannot): the raw
+ *                arguments with their kernel types, fields loaded directly (no helper call)
+ *   FPT_HOT_RAW  raw tracepoints: the same fields through bpf_probe_read_kernel
+ *   neither      perf-event tracepoints (TRACEPOINT_PROBE): the fields the tracepoint copied, after
+ *                the perf tracepoint machinery ran (tens of ns before the program starts)
  */
 #include <uapi/linux/ptrace.h>
 #include "fputrace.h"
@@ -52,7 +64,8 @@ struct cpu_state {
 	u32 restore_cause;
 	u64 restore_ts;
 	u32 fork_tid;      /* tid + 1 inside fpu_clone (probe modes): its save has cause FORK */
-	u32 _pad2;
+	u32 switch_tgid;
+	u64 switch_ts;     /* time of the last sched_switch here: its switch-out save gets it too */
 };
 BPF_PERCPU_ARRAY(cpu_states, struct cpu_state, 1);
 
@@ -63,12 +76,31 @@ static __always_inline void ctr_add(u32 id, u64 n)
 		*c += n;
 }
 
+#if defined(FPT_HOT_BTF)
+#define KREAD(type, addr) (*(type *)(addr))       /* typed pointers: a plain load */
+#elif defined(FPT_HOT_RAW)
+#define KREAD(type, addr) ({ type _v = 0; bpf_probe_read_kernel(&_v, sizeof(_v), (void *)(addr)); _v; })
+#endif
+
 static __always_inline u64 task_flags(void)
 {
 	/* thread_info is the first member of task_struct on x86-64; flags its first field */
+#ifdef FPT_HOT_BTF
+	return *(u64 *)bpf_get_current_task_btf();
+#else
 	u64 flags = 0;
 	bpf_probe_read_kernel(&flags, sizeof(flags), (void *)bpf_get_current_task());
 	return flags;
+#endif
+}
+
+/* The TIF calibration samples task flags until user space has decided (tif.py), then stops
+ * costing anything but this one array read (inlined by the verifier). */
+static __always_inline int calibrating(void)
+{
+	u32 key = FPT_CFG_CALIBRATING;
+	u64 *on = config.lookup(&key);
+	return on && *on;
 }
 
 static __always_inline int filtered_out(u32 tgid)
@@ -195,11 +227,13 @@ static __always_inline void sys_mark(u32 tid, u32 what)
 		s->state |= what;
 }
 
-RAW_TRACEPOINT_PROBE(sys_enter)
+/* args: (struct pt_regs *regs, long id) at sys_enter, (struct pt_regs *regs, long ret) at sys_exit */
+static __always_inline int on_sys_enter(void *ctx, u64 *args)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u64 flags = task_flags();
-	calib_sample(FPT_CAL_OR_ENTER, FPT_CAL_N_ENTER, flags, 1);
+	if (calibrating())
+		calib_sample(FPT_CAL_OR_ENTER, FPT_CAL_N_ENTER, flags, 1);
 #ifdef FPT_SYNTHETIC
 #pragma unroll
 	for (int i = 0; i < FPT_SYNTHETIC; i++)
@@ -214,12 +248,12 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 		return 0;
 	}
 	s->tid = (u32)id;
-	s->nr = (u32)ctx->args[1];
+	s->nr = (u32)args[1];
 	s->state = SYS_ACTIVE;
 	return 0;
 }
 
-RAW_TRACEPOINT_PROBE(sys_exit)
+static __always_inline int on_sys_exit(void *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
@@ -244,6 +278,28 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 	ctr_add(FPT_CTR_INFERRED_KFPU, 1);
 	return 0;
 }
+
+#ifdef FPT_HOT_BTF
+int fpt_btf__sys_enter(u64 *ctx)
+{
+	return on_sys_enter(ctx, ctx);
+}
+
+int fpt_btf__sys_exit(u64 *ctx)
+{
+	return on_sys_exit(ctx);
+}
+#else
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	return on_sys_enter(ctx, (u64 *)ctx->args);
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+	return on_sys_exit(ctx);
+}
+#endif
 #endif /* FPT_INFER */
 
 /* A tracepoint program's return value decides whether perf keeps its samples of the same
@@ -252,13 +308,12 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 #define FPT_TP_KEEP 1
 
 /* ---------------------------------------------------------------- scheduler ---------------- */
-TRACEPOINT_PROBE(sched, sched_switch)
+static __always_inline void on_switch(void *ctx, u32 prev, u32 tgid, u32 next, u64 blocked)
 {
 	struct cpu_state *cs = cpu_state();
-	u32 prev = args->prev_pid;
 	if (cs) {
 		if (cs->restore_tid) {   /* a restore probe whose activated never came: emit it now */
-			emit_at(args, cs->restore_ts, FPT_XRSTOR, 0, cs->restore_tid, cs->restore_tgid,
+			emit_at(ctx, cs->restore_ts, FPT_XRSTOR, 0, cs->restore_tid, cs->restore_tgid,
 				0, cs->restore_cause);
 			ctr_add(FPT_CTR_RESTORE_UNPAIRED, 1);
 			cs->restore_tid = 0;
@@ -269,15 +324,76 @@ TRACEPOINT_PROBE(sched, sched_switch)
 #ifdef FPT_INFER
 	sys_mark(prev, SYS_SWITCHED);
 #endif
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (filtered_out(tgid))
-		return FPT_TP_KEEP;
+		return;
+	u64 ts = bpf_ktime_get_ns();
+	if (cs) {                /* the switch-out save that follows is stamped with this switch */
+		cs->switch_ts = ts;
+		cs->switch_tgid = tgid;
+	}
+	emit_at(ctx, ts, FPT_SWITCH, 0, prev, tgid, next, blocked);
+}
+
+#if defined(FPT_HOT_BTF) || defined(FPT_HOT_RAW)
+/* The raw arguments: (bool preempt, struct task_struct *prev, struct task_struct *next,
+ * unsigned int prev_state) (5.18+). prev_state in the tracepoint's TASK_REPORT form, as
+ * __trace_sched_switch_state() makes it: preempted -> runnable; else the highest bit of
+ * (state | exit_state) & TASK_REPORT, TASK_IDLE -> TASK_REPORT_IDLE, RTLOCK_WAIT/FROZEN -> D. */
+static __always_inline u64 report_state(u64 preempt, u32 state, void *prev)
+{
+	if (preempt)
+		return 0;
+	u32 exit_state = 0;
+	if (state & 0x80)        /* TASK_DEAD: the last switch of an exiting task */
+		exit_state = KREAD(u32, prev + FPT_OFF_TASK_EXIT_STATE);
+	u32 r = (state | exit_state) & 0x7f;
+	if ((state & 0x402) == 0x402)
+		r = 0x80;
+	if (state & (0x1000 | 0x8000))
+		r = 0x2;
+	u32 top = 0;
+#pragma unroll
+	for (int b = 0; b < 8; b++)
+		if (r & (1u << b))
+			top = 1u << b;
+	return top;
+}
+
+static __always_inline int hot_sched_switch(void *ctx, u64 *args)
+{
+	void *prev = (void *)args[1];
+	void *next = (void *)args[2];
+#ifdef FPT_HOT_BTF
+	u32 pid = KREAD(u32, prev + FPT_OFF_TASK_PID), tgid = KREAD(u32, prev + FPT_OFF_TASK_TGID);
+#else
+	u64 id = bpf_get_current_pid_tgid();        /* prev is current: one helper, not two reads */
+	u32 pid = (u32)id, tgid = id >> 32;
+#endif
+	on_switch(ctx, pid, tgid, KREAD(u32, next + FPT_OFF_TASK_PID), report_state(args[0], (u32)args[3], prev));
+	return 0;
+}
+#endif
+
+#if defined(FPT_HOT_BTF)
+int fpt_btf__sched_switch(u64 *ctx)
+{
+	return hot_sched_switch(ctx, ctx);
+}
+#elif defined(FPT_HOT_RAW)
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+	return hot_sched_switch(ctx, (u64 *)ctx->args);
+}
+#else
+TRACEPOINT_PROBE(sched, sched_switch)
+{
 	long state = args->prev_state;
 	/* TASK_REPORT_MAX (0x100) marks a preempted task: runnable */
 	u64 blocked = (state & 0x100) ? 0 : (state & 0xff);
-	emit_at(args, bpf_ktime_get_ns(), FPT_SWITCH, 0, prev, tgid, (u32)args->next_pid, blocked);
+	on_switch(args, args->prev_pid, bpf_get_current_pid_tgid() >> 32, (u32)args->next_pid, blocked);
 	return FPT_TP_KEEP;
 }
+#endif
 
 #ifdef FPT_TP_NEWTASK
 /* child pid -> clone flags, from task_newtask (end of copy_process) to sched_process_fork (after
@@ -357,44 +473,45 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 }
 
 /* ---------------------------------------------------------------- x86_fpu tracepoints ------ */
-#ifdef FPT_TP_DEACTIVATED
-TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_deactivated)
+/* A switch-out save (switch_fpu(), right after sched_switch on this CPU, same task): emitted with
+ * the time of that switch (a clock read per switch saved; it happens within the same switch).
+ * fpu__drop() (exec, exit) also deactivates, without saving: counted, not emitted. */
+static __always_inline void on_deactivated(void *ctx, u64 xfeatures)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	struct cpu_state *cs = cpu_state();
 	if (!cs || !tid || cs->switch_prev != tid) {
-		/* fpu__drop (exec, exit) also deactivates, without saving anything */
 		ctr_add(FPT_CTR_DEACT_NOT_SAVE, 1);
-		return FPT_TP_KEEP;
+		return;
 	}
 	cs->switch_prev = 0;
-	calib_sample(FPT_CAL_AND_DEACT, FPT_CAL_N_DEACT, task_flags(), 0);
+	if (calibrating())
+		calib_sample(FPT_CAL_AND_DEACT, FPT_CAL_N_DEACT, task_flags(), 0);
 	if (!filtered_out(id >> 32))
-		emit(args, FPT_XSAVE, 0, args->xfeatures, FPT_XS_SWITCH);
-	return FPT_TP_KEEP;
+		emit_at(ctx, cs->switch_ts, FPT_XSAVE, 0, tid, id >> 32, xfeatures, FPT_XS_SWITCH);
 }
-#endif
 
-#ifdef FPT_TP_ACTIVATED
-TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
+static __always_inline void on_activated(void *ctx, u64 xfeatures)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
-	calib_sample(FPT_CAL_AND_ACT, FPT_CAL_N_ACT, task_flags(), 0);
+	if (calibrating())
+		calib_sample(FPT_CAL_AND_ACT, FPT_CAL_N_ACT, task_flags(), 0);
 	u32 cause = FPT_XR_UNKNOWN;
 	struct cpu_state *cs = cpu_state();
 #if defined(FPT_XRSTOR_FENTRY) || defined(FPT_XRSTOR_KPROBE)
 	/* The restore probe fired just before: emit it here, once, with xfeatures. */
-	u64 ts = bpf_ktime_get_ns();
+	u64 ts;
 	if (cs && cs->restore_tid == tid) {
 		cause = cs->restore_cause;
 		ts = cs->restore_ts;
 		cs->restore_tid = 0;
+	} else {
+		ts = bpf_ktime_get_ns();
 	}
 	if (!filtered_out(id >> 32))
-		emit_at(args, ts, FPT_XRSTOR, 0, tid, id >> 32, args->xfeatures, cause);
-	return FPT_TP_KEEP;
+		emit_at(ctx, ts, FPT_XRSTOR, 0, tid, id >> 32, xfeatures, cause);
 #else
 	/* In 5.2+ this fires after a real XRSTOR: on the return to user mode (also the first one
 	 * after exec), at signal delivery, inside a syscall (sigreturn, fork, KVM). Where it was is
@@ -408,10 +525,65 @@ TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
 	if (cs && cs->uret_tid == tid)
 		cause = FPT_XR_USER_RETURN;
 	if (!filtered_out(id >> 32))
-		emit(args, FPT_XRSTOR, 0, args->xfeatures, cause);
-	return FPT_TP_KEEP;
+		emit_at(ctx, bpf_ktime_get_ns(), FPT_XRSTOR, 0, tid, id >> 32, xfeatures, cause);
 #endif
 }
+
+#if defined(FPT_HOT_BTF) || defined(FPT_HOT_RAW)
+/* the raw argument: struct fpu *; XSTATE_BV of its saved state (5.16+: through fpu->fpstate) */
+static __always_inline u64 fpu_xfeatures(void *fpu)
+{
+#ifdef FPT_OFF_FPU_FPSTATE
+	void *fps = KREAD(void *, fpu + FPT_OFF_FPU_FPSTATE);
+	return KREAD(u64, fps + FPT_OFF_XFEATURES);
+#else
+	return KREAD(u64, fpu + FPT_OFF_XFEATURES);
+#endif
+}
+#endif
+
+#ifdef FPT_TP_DEACTIVATED
+#if defined(FPT_HOT_BTF)
+int fpt_btf__x86_fpu_regs_deactivated(u64 *ctx)
+{
+	on_deactivated(ctx, fpu_xfeatures((void *)ctx[0]));
+	return 0;
+}
+#elif defined(FPT_HOT_RAW)
+RAW_TRACEPOINT_PROBE(x86_fpu_regs_deactivated)
+{
+	on_deactivated(ctx, fpu_xfeatures((void *)ctx->args[0]));
+	return 0;
+}
+#else
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_deactivated)
+{
+	on_deactivated(args, args->xfeatures);
+	return FPT_TP_KEEP;
+}
+#endif
+#endif
+
+#ifdef FPT_TP_ACTIVATED
+#if defined(FPT_HOT_BTF)
+int fpt_btf__x86_fpu_regs_activated(u64 *ctx)
+{
+	on_activated(ctx, fpu_xfeatures((void *)ctx[0]));
+	return 0;
+}
+#elif defined(FPT_HOT_RAW)
+RAW_TRACEPOINT_PROBE(x86_fpu_regs_activated)
+{
+	on_activated(ctx, fpu_xfeatures((void *)ctx->args[0]));
+	return 0;
+}
+#else
+TRACEPOINT_PROBE(x86_fpu, x86_fpu_regs_activated)
+{
+	on_activated(args, args->xfeatures);
+	return FPT_TP_KEEP;
+}
+#endif
 #endif
 
 #ifdef FPT_TP_SYNC

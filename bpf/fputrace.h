@@ -70,6 +70,7 @@ struct fpt_event {
 
 /* config array slots (written by user space after the TIF calibration) */
 #define FPT_CFG_TIF_BIT   0   /* TIF_NEED_FPU_LOAD bit number; >= 64 = unknown (inference off) */
+#define FPT_CFG_CALIBRATING 1 /* 1 while user space calibrates the TIF bit: sample task flags */
 #define FPT_CFG_MAX       2
 
 /* calibration slots (BPF_PERCPU_ARRAY calib[FPT_CAL_MAX]); flags = task->thread_info.flags */

@@ -44,6 +44,7 @@ def test_counter_config_and_calibration_ids_match():
     for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "MAX"):
         assert d[f"FPT_CTR_{name}"] == getattr(abi, f"CTR_{name}"), name
     assert d["FPT_CFG_TIF_BIT"] == abi.CFG_TIF_BIT and d["FPT_CFG_MAX"] == abi.CFG_MAX
+    assert d["FPT_CFG_CALIBRATING"] == abi.CFG_CALIBRATING
     for name in ("AND_DEACT", "N_DEACT", "AND_ACT", "N_ACT", "OR_ENTER", "N_ENTER", "MAX", "SAMPLES"):
         assert d[f"FPT_CAL_{name}"] == getattr(abi, f"CAL_{name}"), name
     assert set(abi.COUNTER_NAMES) <= set(range(abi.CTR_MAX))

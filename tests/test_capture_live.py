@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -259,3 +260,53 @@ def test_lost_events_start_the_gap_at_the_last_event_their_cpu_delivered(need_bc
         if len(same_cpu):
             allowed.add(int(same_cpu["ts_ns"][-1]))
         assert ts in allowed, f"LOST on cpu {cpu} at {ts}: not at the last event before it ({sorted(allowed)})"
+
+
+def test_every_kind_of_tracepoint_program_sees_the_same_events(need_bcc, tmp_path):
+    """tp_btf, raw tracepoints and perf tracepoints read the same kernel facts in different ways:
+    three recorders, one of each, on one ping-pong must find the same switches, saves and restores
+    for its processes, with the same fields (xfeatures, cause, next task, prev state)."""
+    import fputrace
+    from fputrace.capture.features import host_features
+    kinds = ["perf_tracepoint", "raw_tracepoint", "tp_btf"]
+    feat = host_features()
+    from fputrace.capture.hot import offsets
+    if offsets(feat)[1]:
+        pytest.skip(f"no raw tracepoint programs here: {offsets(feat)[1]}")
+    recs = {}
+    for k in kinds:
+        out = tmp_path / f"{k}.fpt"
+        recs[k] = (out, subprocess.Popen([*fputrace_cmd(), "record", "-q", "--mode", "tracepoint", "--programs", k,
+                                          "-o", str(out)], stderr=subprocess.PIPE, text=True))
+    try:
+        for k, (out, p) in recs.items():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 0):
+                assert p.poll() is None, p.stderr.read()
+                time.sleep(0.2)
+        time.sleep(0.5)
+        script = tmp_path / "pingpong.py"
+        script.write_text(PINGPONG)
+        res = subprocess.run([sys.executable, str(script), "500", str(_pinned_cpu())], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        pids = [int(x) for x in res.stdout.split()]
+        time.sleep(0.5)
+    finally:
+        for out, p in recs.values():
+            p.send_signal(signal.SIGINT)
+        errs = {k: p.communicate(timeout=120)[1] for k, (out, p) in recs.items()}
+    seen = {}
+    for k, (out, p) in recs.items():
+        assert p.returncode == 0, errs[k]
+        tr = fputrace.load(out)
+        got = tr.meta["tracepoint_programs"]["kind"]
+        if k == "tp_btf" and got != "tp_btf":
+            pytest.skip(f"tp_btf refused here: {tr.meta['tracepoint_programs']['reason']}")
+        assert got == k, tr.meta["tracepoint_programs"]
+        ev = tr.events
+        mine = ev[ev.tid.isin(pids) & ev.kind.isin(["SWITCH", "XSAVE", "XRSTOR"])]
+        seen[k] = sorted(zip(mine.kind.astype(str), mine.tid, mine.a0, mine.a1))
+    assert len(seen["perf_tracepoint"]) > 1500
+    assert seen["raw_tracepoint"] == seen["perf_tracepoint"], "raw tracepoints differ from perf tracepoints"
+    assert seen["tp_btf"] == seen["perf_tracepoint"], "tp_btf differs from perf tracepoints"

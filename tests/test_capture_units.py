@@ -97,3 +97,62 @@ def test_filters_become_cflags_not_text_edits():
 @pytest.mark.parametrize("text,seconds", [("10s", 10), ("500ms", 0.5), ("2m", 120), ("3", 3), ("1.5h", 5400)])
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_hot_programs_fall_back_to_perf_tracepoints_and_say_why(monkeypatch):
+    """No BTF, or one offset the raw programs need missing: the classic perf tracepoint programs,
+    with the reason (doctor, meta tracepoint_programs)."""
+    from types import SimpleNamespace
+
+    from fputrace.capture import hot
+    from fputrace.capture.btf import Btf
+    from fputrace.capture.features import Probe
+    no_btf = SimpleNamespace(btf_types=None, btf=Probe(False, "no /sys/kernel/btf/vmlinux"))
+    got = hot.plan_hot(no_btf, ["sched_switch"])
+    assert (got.kind, got.reason, got.cflags) == ("perf_tracepoint", "no /sys/kernel/btf/vmlinux", [])
+    try:
+        types = Btf.load()
+    except Exception as err:                     # noqa: BLE001  (no BTF on this host)
+        pytest.skip(f"no kernel BTF to take offsets from: {err}")
+    real_offset = types.offset
+    monkeypatch.setattr(types, "offset", lambda s, m: None if m == "exit_state" else real_offset(s, m))
+    feat = SimpleNamespace(btf_types=types, btf=Probe(True), tp_btf=Probe(True))
+    got = hot.plan_hot(feat, ["sched_switch"])
+    assert got.kind == "perf_tracepoint" and got.reason == "BTF lacks task_exit_state", got
+    monkeypatch.setattr(types, "offset", real_offset)
+    got = hot.plan_hot(feat, ["sched_switch", "x86_fpu_regs_activated"])
+    assert got.kind == "tp_btf" and got.btf_programs == [("fpt_btf__sched_switch", "sched_switch"),
+                                                         ("fpt_btf__x86_fpu_regs_activated", "x86_fpu_regs_activated")]
+    assert f"-DFPT_OFF_TASK_PID={types.offset('task_struct', 'pid')}" in got.cflags
+    feat.tp_btf = Probe(False, "EPERM: the kernel refuses tracing programs")
+    got = hot.plan_hot(feat, ["sched_switch"])
+    assert got.kind == "raw_tracepoint" and got.reason == "tp_btf refused: EPERM: the kernel refuses tracing programs"
+
+
+def test_btf_offsets_agree_with_bpftool():
+    """The BTF parser against bpftool's own dump of the same file (member bit offsets)."""
+    import json
+    import shutil
+    import subprocess
+
+    from fputrace.capture.btf import VMLINUX, Btf
+    if not (VMLINUX.exists() and shutil.which("bpftool")):
+        pytest.skip("needs /sys/kernel/btf/vmlinux and bpftool")
+    dump = json.loads(subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(VMLINUX)],
+                                     capture_output=True, text=True, timeout=120).stdout)["types"]
+    structs = {t["name"]: t for t in dump if t["kind"] == "STRUCT" and t.get("name") and t.get("members")}
+    types = Btf.load()
+    checked = 0
+    for struct, member in (("task_struct", "pid"), ("task_struct", "tgid"), ("task_struct", "exit_state"),
+                           ("task_struct", "__state"), ("fpu", "fpstate"), ("xstate_header", "xfeatures")):
+        want = next((m["bits_offset"] for m in structs.get(struct, {}).get("members", []) if m["name"] == member), None)
+        if want is not None:
+            assert types.offset(struct, member) == want // 8, (struct, member)
+            checked += 1
+    assert checked >= 4, "bpftool's dump did not have the members compared"
+    # a path through nested members: fpstate.regs (a union) .xsave .header .xfeatures
+    fps = types.offset("fpstate", "regs")
+    if fps is not None:
+        regs = next(m for m in structs["fpstate"]["members"] if m["name"] == "regs")["bits_offset"] // 8
+        hdr = next(m for m in structs["xregs_state"]["members"] if m["name"] == "header")["bits_offset"] // 8
+        assert types.offset("fpstate", "regs.xsave.header.xfeatures") == regs + hdr

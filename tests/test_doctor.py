@@ -123,9 +123,11 @@ def test_no_load_and_ebpf_load_no_program(need_bcc, tmp_path, argv):
     if argv[0] == "doctor":
         rep = json.loads(res.stdout)
         assert rep["checks"]["fentry"] == {"ok": None, "detail": "not tested (--no-load)"}
+        assert rep["checks"]["tp_btf"] == {"ok": None, "detail": "not tested (--no-load)"}
         assert rep["load"]["detail"] == "skipped (--no-load)"
     else:
-        assert "// fentry not tested (--ebpf loads nothing)" in res.stdout.splitlines()[1]
+        note = res.stdout.splitlines()[1]
+        assert note.startswith("// fentry and tp_btf not tested (--ebpf loads nothing)"), note
     # the same doctor with its test load does load programs (the watch sees them)
     if argv[0] == "doctor":
         res, loads = _program_loads_of(["doctor", "--json"], env)

@@ -17,6 +17,7 @@ COUNTER_NAMES = {CTR_EVENTS: "bpf_events", CTR_LOST: "bpf_lost", CTR_DEACT_NOT_S
                  CTR_RESTORE_UNPAIRED: "restore_unpaired"}
 
 CFG_TIF_BIT = 0
+CFG_CALIBRATING = 1
 CFG_MAX = 2
 TIF_UNKNOWN = 64
 

@@ -25,6 +25,12 @@ def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> di
         else:
             feat.set_fentry(Probe(False, "not tested (--no-load)" if not load else
                                   "not tested (no privileges, bcc or headers)", tested=False))
+    if not feat.tp_btf.tested:
+        if load and feat.privileges.ok:
+            from .loader import verify_tp_btf
+            verify_tp_btf(feat)
+        else:
+            feat.set_tp_btf(Probe(False, "not tested (--no-load)" if not load else "not tested", tested=False))
     checks = {
         "privileges": _check(feat.privileges.ok, feat.privileges.reason),
         "bcc": _check(feat.bcc.ok, feat.bcc.reason),
@@ -35,6 +41,7 @@ def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> di
         "fentry": _check(feat.fentry.ok if feat.fentry.tested else None, feat.fentry.reason),
         "kprobes": _check(feat.kprobes.ok, feat.kprobes.reason),
         "raw_tracepoints": _check(feat.raw_tracepoints.ok, feat.raw_tracepoints.reason or "available"),
+        "tp_btf": _check(feat.tp_btf.ok if feat.tp_btf.tested else None, feat.tp_btf.reason),
         "transport": _check(True, feat.ringbuf.reason),
     }
     report = {"ok": False, "mode": None, "checks": checks, "modes": {}, "headers": feat.headers.as_meta(),
@@ -55,6 +62,10 @@ def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> di
         return report
     report["modes"] = plan.modes_meta()
     report["mode"] = plan.effective_mode
+    hot = plan.hot.as_meta()
+    report["tracepoint_programs"] = hot
+    checks["hot_tracepoints"] = _check(True, hot["kind"] + (f" ({hot['reason']})" if hot["reason"] else
+                                       ": fields read directly, typed by the kernel's BTF"))
     remedy = None
     if not feat.bcc.ok:
         remedy = "apt install python3-bpfcc (./setup.sh does it)"

@@ -15,13 +15,16 @@ def print_ebpf(opts: CaptureOptions) -> int:
     feat = host_features()
     if not feat.fentry.tested:
         feat.set_fentry(Probe(False, "not tested (--ebpf loads nothing)", tested=False))
-    plan = make_plan(feat, opts.mode)
+    if not feat.tp_btf.tested:
+        feat.set_tp_btf(Probe(False, "not tested (--ebpf loads nothing)", tested=False))
+    plan = make_plan(feat, opts.mode, opts.programs)
     cflags = final_cflags(plan.cflags + opts.filter_cflags(), feat.ringbuf.ok, opts.pages)
     head, _, source = render(cflags).partition("\n")
     sys.stdout.write(head + "\n")
-    if not feat.fentry.tested:
-        sys.stdout.write("// fentry not tested (--ebpf loads nothing): these flags assume fentry is refused; "
-                         "`fputrace doctor` tests it\n")
+    untested = [n for n, p in (("fentry", feat.fentry), ("tp_btf", feat.tp_btf)) if not p.tested]
+    if untested:
+        sys.stdout.write(f"// {' and '.join(untested)} not tested (--ebpf loads nothing): these flags assume "
+                         f"{'they are' if len(untested) > 1 else 'it is'} refused; `fputrace doctor` tests it\n")
     sys.stdout.write(source)
     for sym, fn in plan.kprobes:
         sys.stdout.write(f"// attach_kprobe(event={sym!r}, fn_name={fn!r})\n")

@@ -217,6 +217,37 @@ class Features:
     def fentry_target(self) -> str | None:
         return next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
 
+    @cached_property
+    def btf_types(self):
+        """The running kernel's BTF, parsed (btf.py); None without BTF or when unreadable."""
+        if not self.btf.ok:
+            return None
+        from .btf import Btf, BtfError
+        try:
+            return Btf(self._btf_blob)
+        except BtfError:
+            return None
+
+    @cached_property
+    def tp_btf(self) -> Probe:
+        """May BTF-typed raw tracepoint programs load here? As for fentry, only a test load
+        tells (``loader.verify_tp_btf``); before it: ``tested=False``."""
+        if not self.btf.ok:
+            return Probe(False, self.btf.reason)
+        if not self.privileges.ok:
+            return Probe(False, "not tried: " + self.privileges.reason)
+        if self.btf_types is None or self.btf_types.typedef_id("btf_trace_sched_switch") is None:
+            return Probe(False, "no btf_trace_sched_switch in the kernel's BTF")
+        if self.version < (5, 5):
+            return Probe(False, f"kernel {self.release} < 5.5 has no tp_btf programs")
+        cached = self.cached_probe("tp_btf")
+        if cached is not None:
+            return cached
+        return Probe(False, "not tested (no test load in this run)", tested=False)
+
+    def set_tp_btf(self, verdict: Probe) -> None:
+        self.__dict__["tp_btf"] = verdict
+
     def set_fentry(self, verdict: Probe) -> None:
         """The verdict of a real test load, or why none was made (``tested=False``)."""
         self.__dict__["fentry"] = verdict

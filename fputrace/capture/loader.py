@@ -11,12 +11,13 @@ import errno
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
 
 from ..errors import LoadError
 from ..resources import bpf_dir
+from . import tpbtf
 from .features import Features, Probe
 
 if TYPE_CHECKING:                      # plan -> features; loader -> features: no import circle
@@ -85,6 +86,13 @@ class Loaded:
     cflags: list[str]
     log: str
     attached: bool = True
+    btf_programs: dict = field(default_factory=dict)   # tracepoint -> (prog fd, link fd): tp_btf
+
+    def program_fds(self) -> dict[str, int]:
+        """bcc function name or tracepoint -> program fd, for every program we loaded."""
+        out = {(k.decode() if isinstance(k, bytes) else str(k)): f.fd for k, f in self.bpf.funcs.items()}
+        out.update({f"tp_btf__{tp}": fds[0] for tp, fds in self.btf_programs.items()})
+        return out
 
     def detach_all(self) -> None:
         """Detach every probe but keep maps (the ring) open so the consumer can drain them."""
@@ -99,10 +107,17 @@ class Loaded:
             b.detach_raw_tracepoint(tp)
         for fn in list(b.kfunc_entry_fds):
             b.detach_kfunc(fn)
+        for tp, (prog, link) in self.btf_programs.items():
+            if link >= 0:
+                os.close(link)
+                self.btf_programs[tp] = (prog, -1)
         self.attached = False
 
     def close(self) -> None:
         self.detach_all()
+        for prog, _ in self.btf_programs.values():
+            os.close(prog)
+        self.btf_programs = {}
         self.bpf.cleanup()
 
 
@@ -120,6 +135,12 @@ def load(plan: Plan, cflags: list[str]) -> Loaded:
         else:
             failure = None
     text = log[0] if log else ""
+    btf_programs = {}
+    if failure is None and plan.hot is not None and plan.hot.btf_programs:
+        try:
+            btf_programs = _load_tp_btf(b, plan.hot.btf_programs)
+        except tpbtf.TpBtfError as err:
+            text, failure = (text + "\n" + err.log).strip(), err
     if failure is not None:
         if b is not None:
             with contextlib.suppress(Exception):
@@ -128,7 +149,35 @@ def load(plan: Plan, cflags: list[str]) -> Loaded:
         raise LoadError(f"the kernel refused the BPF program: {why} "
                         f"(see the source and flags with --ebpf, the whole log with -v)",
                         log=_full_log(text, failure))
-    return Loaded(b, cflags, text)
+    return Loaded(b, cflags, text, btf_programs=btf_programs)
+
+
+def _load_tp_btf(b, programs: list[tuple[str, str]]) -> dict:
+    """Load and attach the tp_btf functions bcc compiled (it cannot load them itself)."""
+    from .features import host_features
+    types = host_features().btf_types
+    out = {}
+    try:
+        for func, tp in programs:
+            fd = tpbtf.load(b.dump_func(func.encode()), types.typedef_id(f"btf_trace_{tp}"), tp)
+            out[tp] = (fd, -1)
+            out[tp] = (fd, tpbtf.attach(fd))
+    except tpbtf.TpBtfError:
+        for prog, link in out.values():
+            if link >= 0:
+                os.close(link)
+            os.close(prog)
+        raise
+    return out
+
+
+def verify_tp_btf(feat: Features) -> None:
+    """Settle ``feat.tp_btf`` by a real (two-instruction) test load, kept for the boot."""
+    if feat.tp_btf.tested:
+        return
+    verdict = tpbtf.test_load(feat.btf_types.typedef_id("btf_trace_sched_switch"))
+    feat.cache_probe("tp_btf", verdict)
+    feat.set_tp_btf(verdict)
 
 
 def _full_log(text: str, failure: BaseException) -> str:

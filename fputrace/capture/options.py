@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from .plan import MODES
 
+PROGRAM_KINDS = ("auto", "tp_btf", "raw_tracepoint", "perf_tracepoint")
 DEFAULT_BUFFER_PAGES = 16384       # 64 MiB ring: ~1.4M events, ~1 s at 1M events/s if the consumer stalls
 MAX_BUFFER_PAGES = 262144          # 1 GiB (the ring's size in bytes is a u32 in the map definition)
 
@@ -19,6 +20,7 @@ class CaptureOptions:
     synthetic: int = 0                 # benchmarks: K extra records per sys_enter (tracepoint mode)
     transport: str = "auto"            # auto | ringbuf | perfbuf (perfbuf: what kernels < 5.8 get)
     calibrate_s: float = 0.3           # at most this long for the TIF_NEED_FPU_LOAD calibration
+    programs: str = "auto"             # hot tracepoints: auto | tp_btf | raw_tracepoint | perf_tracepoint
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -30,6 +32,8 @@ class CaptureOptions:
         if self.comm is not None and (not 0 < len(self.comm.encode()) <= 15
                                       or any(c in self.comm for c in '"\\\n')):
             raise UsageError("--comm takes a task name of 1 to 15 bytes (no quotes or backslashes)")
+        if self.programs not in PROGRAM_KINDS:
+            raise UsageError(f"--programs must be one of {', '.join(PROGRAM_KINDS)}, not {self.programs!r}")
         if self.transport not in ("auto", "ringbuf", "perfbuf"):
             raise UsageError(f"transport must be auto, ringbuf or perfbuf, not {self.transport!r}")
         pages = self.pages

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CaptureError
 from .features import Features
+from .hot import HotPlan, plan_hot
 
 MODES = ("auto", "fentry", "kprobe", "tracepoint")
 
@@ -62,6 +63,7 @@ class Plan:
     cflags: list[str]
     kprobes: list[tuple[str, str]]          # (kernel symbol, BPF function name)
     infer: bool
+    hot: HotPlan = None                     # how the per-switch/per-syscall tracepoints are read
 
     @property
     def effective_mode(self) -> str:
@@ -154,7 +156,7 @@ def _fork_save_choice(feat: Features, mode: str, xsave: Choice) -> tuple[Choice,
     return Choice("unavailable", False, refused, "fork's saves are not seen"), flags, []
 
 
-def make_plan(feat: Features, mode: str = "auto") -> Plan:
+def make_plan(feat: Features, mode: str = "auto", programs: str = "auto") -> Plan:
     if mode not in MODES:
         raise CaptureError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     if feat.tracefs is None:
@@ -255,8 +257,12 @@ def make_plan(feat: Features, mode: str = "auto") -> Plan:
         infer = False
     if infer:
         cflags.append("-DFPT_INFER")
+    hot_tps = ["sched_switch"] + (["x86_fpu_regs_deactivated"] if has_deact else []) \
+        + (["x86_fpu_regs_activated"] if has_act else []) + (["sys_enter", "sys_exit"] if infer else [])
+    hot = plan_hot(feat, hot_tps, programs)
+    cflags += hot.cflags
 
     if mode in ("fentry", "kprobe") and not choices["kfpu_begin"].attach.startswith(mode):
         why = choices["kfpu_begin"].refused.get(mode, "unavailable")
         raise CaptureError(f"--mode {mode} is not possible here: {why} (try --mode auto)")
-    return Plan(mode, choices, cflags, kprobes, infer)
+    return Plan(mode, choices, cflags, kprobes, infer, hot)

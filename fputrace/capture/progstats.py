@@ -1,6 +1,6 @@
 """What the kernel says about fputrace's own BPF programs: ``bpf_prog_info`` by file descriptor.
 
-    stats = ProgramStats.of(bpf)          # bcc.BPF after load
+    stats = ProgramStats.of(loaded)       # loader.Loaded
     stats.read()   -> {"sched_switch": ProgInfo(run_cnt, run_time_ns, recursion_misses, ...), ...}
 
 * ``recursion_misses`` (kernel 5.12+): runs the kernel skipped because a BPF program was already
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_GET_FD_BY_ID = 13
 BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
 SYS_BPF = 321                      # x86-64
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -90,9 +91,9 @@ def stats_enabled() -> bool:
 
 def short_name(func: str) -> str:
     """bcc's function name -> what it traces: ``tracepoint__sched__sched_switch`` -> ``sched_switch``,
-    ``raw_tracepoint__sys_enter`` -> ``sys_enter``, ``kfunc__vmlinux__kernel_fpu_end`` ->
+    ``raw_tracepoint__sys_enter`` or ``tp_btf__sys_enter`` -> ``sys_enter``, ``kfunc__vmlinux__kernel_fpu_end`` ->
     ``kernel_fpu_end``, ``fpt_kprobe_xsave`` -> ``kprobe:xsave``."""
-    for prefix in ("raw_tracepoint__", "kfunc__vmlinux__", "kfunc__"):
+    for prefix in ("raw_tracepoint__", "tp_btf__", "kfunc__vmlinux__", "kfunc__"):
         if func.startswith(prefix):
             return func[len(prefix):]
     if func.startswith("tracepoint__"):
@@ -110,14 +111,9 @@ class ProgramStats:
         self._buf = ctypes.create_string_buffer(INFO_BYTES)
 
     @classmethod
-    def of(cls, bpf) -> "ProgramStats":
-        fds = {}
-        for name, fn in getattr(bpf, "funcs", {}).items():
-            func = name.decode() if isinstance(name, bytes) else str(name)
-            fd = getattr(fn, "fd", None)
-            if fd is not None and fd >= 0:
-                fds[short_name(func)] = fd
-        return cls(fds)
+    def of(cls, loaded) -> "ProgramStats":
+        """Every program of a ``loader.Loaded`` (bcc's and the tp_btf ones)."""
+        return cls({short_name(name): fd for name, fd in loaded.program_fds().items() if fd is not None and fd >= 0})
 
     def read(self) -> dict[str, ProgInfo]:
         out = {}
@@ -135,3 +131,25 @@ class ProgramStats:
         if infos and all(i.recursion_misses is None for i in infos.values()):
             return None
         return {n: i.recursion_misses for n, i in sorted(infos.items()) if i.recursion_misses}
+
+
+def prog_ids_of(pid: int) -> set[int]:
+    """Ids of the BPF programs process ``pid`` holds (its /proc fdinfo: ``prog_id:``)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                ids.update(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+        except OSError:
+            continue
+    return ids
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """A new fd of program ``prog_id`` (another process's program: benchmarks, tests)."""
+    attr = (ctypes.c_uint32 * 4)(prog_id, 0, 0, 0)
+    fd = _libc.syscall(SYS_BPF, BPF_PROG_GET_FD_BY_ID, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_GET_FD_BY_ID {prog_id}: {os.strerror(err)}")
+    return fd

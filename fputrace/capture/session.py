@@ -21,7 +21,9 @@
   symbols {"0xffff...": "func+0x1a"} (kallsyms subset for the kernel-FPU callers seen),
   command (set by the caller), filter {pid, comm}, headers {kind, path},
   tracefs {path, mounted_by_fputrace: ["tracefs at /sys/kernel/tracing"] when it mounted it},
-  transport {"kind": "ringbuf"|"perfbuf", "buffer_pages": n}.
+  transport {"kind": "ringbuf"|"perfbuf", "buffer_pages": n},
+  tracepoint_programs {kind: tp_btf|raw_tracepoint|perf_tracepoint, reason, offsets}: how the
+    per-switch and per-syscall tracepoints were read (hot.py).
 
 ``batches(stop)`` yields the /proc task table first (COMM/TASK records), then events as they
 pass the reorder watermark (reorder.py), LOST events in-band (exact per-CPU counts of failed
@@ -89,10 +91,12 @@ class CaptureSession:
         if headers.kind == "none":
             raise CaptureError(headers.detail)
         apply_headers(headers)
-        from .loader import final_cflags, load, verify_fentry
+        from .loader import final_cflags, load, verify_fentry, verify_tp_btf
         if self.opts.mode in ("auto", "fentry"):
-            self.fentry_log = verify_fentry(feat)     # the one question only a load answers
-        self.plan = plan = make_plan(feat, self.opts.mode)
+            self.fentry_log = verify_fentry(feat)     # questions only a load answers
+        if self.opts.programs in ("auto", "tp_btf"):
+            verify_tp_btf(feat)
+        self.plan = plan = make_plan(feat, self.opts.mode, self.opts.programs)
         use_ring = feat.ringbuf.ok and self.opts.transport != "perfbuf"
         if self.opts.transport == "ringbuf" and not feat.ringbuf.ok:
             raise CaptureError(feat.ringbuf.reason)
@@ -112,8 +116,10 @@ class CaptureSession:
                 self._reader = PerfBufferReader(bpf)
             self._lost_seen = [0] * feat.possible_cpus
             self._last_ts = np.zeros(feat.possible_cpus, np.uint64)
-            self._progs = ProgramStats.of(bpf)
+            self._progs = ProgramStats.of(self._loaded)
+            self._set_config(abi.CFG_CALIBRATING, 1)
             tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s, feat.version)
+            self._set_config(abi.CFG_CALIBRATING, 0)       # the programs stop sampling flags
             if tif_info["bit"] != expected:
                 self._set_tif_bit(tif_info["bit"])
         except BaseException:
@@ -147,13 +153,16 @@ class CaptureSession:
             "tracefs": feat.tracefs_state.as_meta(),
             "transport": {"kind": "ringbuf" if use_ring else "perfbuf",
                           "buffer_pages": self.opts.pages},
+            "tracepoint_programs": plan.hot.as_meta(),
         }
         self._start_ns = start_ns
         return self
 
     def _set_tif_bit(self, bit: int | None) -> None:
-        cfg = self._loaded.bpf[b"config"]
-        cfg[ctypes.c_int(abi.CFG_TIF_BIT)] = ctypes.c_uint64(abi.TIF_UNKNOWN if bit is None else bit)
+        self._set_config(abi.CFG_TIF_BIT, abi.TIF_UNKNOWN if bit is None else bit)
+
+    def _set_config(self, slot: int, value: int) -> None:
+        self._loaded.bpf[b"config"][ctypes.c_int(slot)] = ctypes.c_uint64(value)
 
     # ---- streaming ---------------------------------------------------------------------
     def batches(self, stop: threading.Event):

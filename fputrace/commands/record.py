@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     who.add_argument("-c", "--comm", help="only tasks with this name")
     p.add_argument("-m", "--mode", default="auto", choices=["auto", "fentry", "kprobe", "tracepoint"],
                    help="attach mode (default auto: the best this kernel allows, per event)")
+    p.add_argument("--programs", default="auto", choices=["auto", "tp_btf", "raw_tracepoint", "perf_tracepoint"],
+                   help="how the per-switch and per-syscall tracepoints are read (default auto: BTF-typed "
+                        "raw tracepoints where the kernel allows them, the cheapest)")
     p.add_argument("--buffer-pages", type=_pages, metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two (default 16384 = 64 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
@@ -72,7 +75,8 @@ def run(args) -> int:
     if args.cmd and args.cmd[0] != "--":
         raise UsageError(f"unexpected argument {args.cmd[0]!r} (put the command to run after '--')")
     from ..capture.options import CaptureOptions
-    opts = CaptureOptions(mode=args.mode, pid=args.pid, comm=args.comm, buffer_pages=args.buffer_pages)
+    opts = CaptureOptions(mode=args.mode, pid=args.pid, comm=args.comm, buffer_pages=args.buffer_pages,
+                          programs=args.programs)
     opts.validate()
     if args.ebpf:
         from ..capture.ebpf import print_ebpf
