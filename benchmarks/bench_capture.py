@@ -120,13 +120,21 @@ def bench_throughput(args) -> None:
 PIN = None   # CPU for both ends of the pipe benchmark (set by bench_overhead)
 
 
-def _time_pipe(loops: int) -> float:
+def _time_pipe(loops: int) -> tuple[float, float]:
+    """-> (wall seconds perf reports, CPU seconds of the benchmark's two processes). The CPU time
+    is what tracing adds to the traced tasks (the BPF programs run in their context) and does not
+    grow when other work on this shared host delays them: the slowdowns are taken from it."""
     # Both ends on one CPU: every message is a context switch (the cost we trace), and no time
     # goes to waking an idle CPU, which a tracer's consumer thread would otherwise distort.
     pin = ["taskset", "-c", str(PIN)] if PIN is not None else []
-    out = subprocess.run([*pin, "perf", "bench", "sched", "pipe", "-l", str(loops)], capture_output=True,
-                         text=True, check=True).stdout
-    return float(re.search(r"Total time:\s*([\d.]+)", out).group(1))
+    proc = subprocess.Popen([*pin, "perf", "bench", "sched", "pipe", "-l", str(loops)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read()
+    _, status, ru = os.wait4(proc.pid, 0)      # perf and the worker it waited for
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"perf bench sched pipe exited {proc.returncode}")
+    return float(re.search(r"Total time:\s*([\d.]+)", out).group(1)), ru.ru_utime + ru.ru_stime
 
 
 # what `fputrace import` asks perf for (README): the same FPU and scheduler facts
@@ -236,7 +244,7 @@ def bench_overhead(args) -> None:
     loops = args.loops
     kinds = [None, "fputrace", "perf", "bpftrace"]
     labels = {None: "untraced", "fputrace": "fputrace record (tracepoint mode)",
-              "perf": "perf record -a " + " ".join(PERF_EVENTS), "bpftrace": "bpftrace counting 3 tracepoints"}
+              "perf": "perf record -a (fputrace import's events)", "bpftrace": "bpftrace counting 3 tracepoints"}
     times = {k: [] for k in kinds}
     from fputrace.capture import progstats
     stats_on = progstats.stats_enabled()
@@ -246,16 +254,17 @@ def bench_overhead(args) -> None:
             for k in kinds:
                 times[k].append(_run_traced(k, d, loops))
         costs = {k: _program_costs(k, d, loops) for k in ("fputrace", "bpftrace")}
-    med = {k: statistics.median(v) for k, v in times.items()}
-    b = med[None]
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     print(f"overhead: taskset -c {PIN} perf bench sched pipe -l {loops}, {args.rounds} rounds alternated, "
-          f"medians (load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
-          f"bpf_stats {'on' if stats_on else 'off'})")
+          f"medians of the benchmark's CPU time (load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} "
+          f"at end; bpf_stats {'on' if stats_on else 'off'})")
     for k in kinds:
-        print(f"overhead: {labels[k]:<58s} {med[k]:.3f} s  ratio {med[k] / b:.2f}  "
-              f"(runs: {', '.join(f'{t:.3f}' for t in times[k])})")
+        print(f"overhead: {labels[k]:<44s} cpu {cpu[k]:.3f} s  ratio {cpu[k] / cpu[None]:.2f}  "
+              f"(wall {wall[k]:.2f} s, ratio {wall[k] / wall[None]:.2f}; cpu runs: "
+              f"{', '.join(f'{c:.3f}' for _, c in times[k])})")
     for k, (rows, wall) in costs.items():
-        print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall:.3f} s):")
+        print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall[0]:.3f} s):")
         print(f"cost:   {'program':<44s} {'runs':>10s} {'runs/s':>12s} {'ns/run':>8s}")
         for name, runs, rate, ns in rows:
             print(f"cost:   {name:<44s} {runs:>10,} {rate:>12,.0f} {ns:>8.1f}")

@@ -1,7 +1,8 @@
 /* fputrace.bpf.c: emit FPU save/restore facts; meaning lives in Python (fputrace/model).
  *
  * Compiled by bcc at run time with -D options chosen by fputrace/capture/plan.py:
- *   FPT_RINGBUF, FPT_RINGBUF_PAGES, FPT_WAKEUP_BYTES   transport (else perf buffer)
+ *   FPT_RINGBUF, FPT_RINGBUF_PAGES, FPT_WAKEUP_EVERY   transport (else perf buffer)
+ *   FPT_RINGBUF_PERCPU, FPT_NR_CPUS                      one ring per CPU (ringbuf.py)
  *   FPT_KFPU_{FENTRY,KPROBE}, FPT_KFPU_BEGIN_FN, FPT_KFPU_END_FN, FPT_KFPU_HAS_MASK
  *   FPT_KFPU_BEGIN_START/_END, FPT_KFPU_END_START/_END   text ranges (fentry caller search)
  *   FPT_XSAVE_{FENTRY,KPROBE}, FPT_XSAVE_FN             real save function
@@ -42,7 +43,13 @@
 /* indirection so that -DFPT_*_FN=name is expanded before KFUNC_PROBE pastes it */
 #define FPT_KFUNC(fn, ...) KFUNC_PROBE(fn, ##__VA_ARGS__)
 
-#ifdef FPT_RINGBUF
+#if defined(FPT_RINGBUF_PERCPU)
+/* One ring per CPU, created by user space (ringbuf.py) and put in this array: a program reserves
+ * in its own CPU's ring, so no lock or cache line is shared between CPUs. The template only
+ * gives the array its inner map type (one page: never written). */
+BPF_RINGBUF_OUTPUT(events_inner, 1);
+BPF_ARRAY_OF_MAPS(events, "events_inner", FPT_NR_CPUS);
+#elif defined(FPT_RINGBUF)
 BPF_RINGBUF_OUTPUT(events, FPT_RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(events);
@@ -127,12 +134,26 @@ static __always_inline int filtered_out(u32 tgid)
 static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 tid, u32 tgid,
 				    u64 a0, u64 a1)
 {
+	u32 cpu = bpf_get_smp_processor_id();
+#if defined(FPT_RINGBUF_PERCPU)
+	void *ring = events.lookup(&cpu);
+	if (!ring) {             /* before user space put the rings in: not yet capturing */
+		ctr_add(FPT_CTR_NO_RING, 1);
+		return;
+	}
+#endif
 	u32 key = FPT_CTR_EVENTS;
 	u64 *nr = counters.lookup(&key);
 	u64 seq = 0;
 	if (nr)
 		seq = ++*nr;
-#ifdef FPT_RINGBUF
+#if defined(FPT_RINGBUF_PERCPU)
+	struct fpt_event *e = bpf_ringbuf_reserve(ring, sizeof(struct fpt_event), 0);
+	if (!e) {
+		ctr_add(FPT_CTR_LOST, 1);
+		return;
+	}
+#elif defined(FPT_RINGBUF)
 	struct fpt_event *e = events.ringbuf_reserve(sizeof(struct fpt_event));
 	if (!e) {
 		ctr_add(FPT_CTR_LOST, 1);
@@ -147,14 +168,14 @@ static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 ti
 	e->a1 = a1;
 	e->tid = tid;
 	e->tgid = tgid;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = cpu;
 	e->kind = kind;
 	e->flags = flags;
 	e->_pad = 0;
 #ifdef FPT_RINGBUF
 	/* Wake the consumer only every FPT_WAKEUP_EVERY records (a wakeup is an irq_work and a
 	 * context switch); it also polls with a timeout, so nothing waits longer than that. */
-	events.ringbuf_submit(e, (seq & (FPT_WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+	bpf_ringbuf_submit(e, (seq & (FPT_WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
 #else
 	if (events.perf_submit(ctx, e, sizeof(*e)) < 0)
 		ctr_add(FPT_CTR_LOST, 1);

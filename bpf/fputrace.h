@@ -66,6 +66,7 @@ struct fpt_event {
 #define FPT_CTR_CALLER_UNKNOWN  3  /* fentry: caller of kernel_fpu_* not found in the stack */
 #define FPT_CTR_INFERRED_KFPU   4  /* syscalls with an inferred kernel FPU save */
 #define FPT_CTR_RESTORE_UNPAIRED 5 /* restore probe not followed by regs_activated */
+#define FPT_CTR_NO_RING         6  /* per-CPU rings: events before user space installed them */
 #define FPT_CTR_MAX             8
 
 /* config array slots (written by user space after the TIF calibration) */

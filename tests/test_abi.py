@@ -41,7 +41,7 @@ def test_causes_flags_and_task_bits_match():
 
 def test_counter_config_and_calibration_ids_match():
     d = _defines()
-    for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "MAX"):
+    for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "NO_RING", "MAX"):
         assert d[f"FPT_CTR_{name}"] == getattr(abi, f"CTR_{name}"), name
     assert d["FPT_CFG_TIF_BIT"] == abi.CFG_TIF_BIT and d["FPT_CFG_MAX"] == abi.CFG_MAX
     assert d["FPT_CFG_CALIBRATING"] == abi.CFG_CALIBRATING

@@ -2,6 +2,7 @@
 detaching on exit."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -310,3 +311,40 @@ def test_every_kind_of_tracepoint_program_sees_the_same_events(need_bcc, tmp_pat
     assert len(seen["perf_tracepoint"]) > 1500
     assert seen["raw_tracepoint"] == seen["perf_tracepoint"], "raw tracepoints differ from perf tracepoints"
     assert seen["tp_btf"] == seen["perf_tracepoint"], "tp_btf differs from perf tracepoints"
+
+
+@pytest.mark.parametrize("transport", ["ringbuf_percpu", "ringbuf"])
+def test_lost_accounting_is_exact_per_cpu_on_every_ring_transport(need_bcc, transport):
+    """Per CPU: what the BPF side tried to emit = what arrived + what it counted as lost, and the
+    in-band LOST events of each CPU carry exactly its count (one ring per CPU or one shared)."""
+    from fputrace.capture import CaptureOptions, CaptureSession
+    from fputrace.capture import abi
+    stop = threading.Event()
+    opts = CaptureOptions(mode="tracepoint", buffer_pages=2, synthetic=8, calibrate_s=0.1, transport=transport)
+    with CaptureSession(opts) as cap:
+        assert cap.meta["transport"]["kind"] == transport
+        deadline = time.monotonic() + 1.0
+
+        def flood():
+            while time.monotonic() < deadline:
+                os.getppid()
+            stop.set()
+
+        t = threading.Thread(target=flood)
+        t.start()
+        ev = np.concatenate(list(cap.batches(stop)))
+        t.join()
+        table = cap._loaded.bpf[b"counters"]
+        tried = [int(v) for v in table[ctypes.c_int(abi.CTR_EVENTS)]]
+        lost = [int(v) for v in table[ctypes.c_int(abi.CTR_LOST)]]
+        meta_lost = dict(cap.meta["lost_per_cpu"])
+        start_ns = cap.meta["start_ns"]
+    # what the BPF side emitted: everything but LOST and the /proc task table (stamped start_ns)
+    table_rows = np.isin(ev["kind"], [Kind.COMM, Kind.TASK]) & (ev["ts_ns"] == start_ns)
+    real = ev[(ev["kind"] != Kind.LOST) & ~table_rows]
+    inband = ev[ev["kind"] == Kind.LOST]
+    assert sum(lost) > 0, "2 pages under a syscall flood must overflow"
+    for cpu in range(len(tried)):
+        delivered = int(np.count_nonzero(real["cpu"] == cpu))
+        assert delivered + lost[cpu] == tried[cpu], (cpu, delivered, lost[cpu], tried[cpu])
+        assert int(inband["a0"][inband["cpu"] == cpu].sum()) == lost[cpu] == meta_lost.get(str(cpu), 0), cpu

@@ -11,10 +11,11 @@ CTR_DEACT_NOT_SAVE = 2
 CTR_CALLER_UNKNOWN = 3
 CTR_INFERRED_KFPU = 4
 CTR_RESTORE_UNPAIRED = 5
+CTR_NO_RING = 6
 CTR_MAX = 8
 COUNTER_NAMES = {CTR_EVENTS: "bpf_events", CTR_LOST: "bpf_lost", CTR_DEACT_NOT_SAVE: "deactivated_not_save",
                  CTR_CALLER_UNKNOWN: "caller_unknown", CTR_INFERRED_KFPU: "inferred_kfpu",
-                 CTR_RESTORE_UNPAIRED: "restore_unpaired"}
+                 CTR_RESTORE_UNPAIRED: "restore_unpaired", CTR_NO_RING: "before_rings"}
 
 CFG_TIF_BIT = 0
 CFG_CALIBRATING = 1

@@ -18,7 +18,8 @@ def print_ebpf(opts: CaptureOptions) -> int:
     if not feat.tp_btf.tested:
         feat.set_tp_btf(Probe(False, "not tested (--ebpf loads nothing)", tested=False))
     plan = make_plan(feat, opts.mode, opts.programs)
-    cflags = final_cflags(plan.cflags + opts.filter_cflags(), feat.ringbuf.ok, opts.pages)
+    from .ringbuf import choose
+    cflags = final_cflags(plan.cflags + opts.filter_cflags(), choose(feat, opts.transport, opts.pages).cflags())
     head, _, source = render(cflags).partition("\n")
     sys.stdout.write(head + "\n")
     untested = [n for n, p in (("fentry", feat.fentry), ("tp_btf", feat.tp_btf)) if not p.tested]

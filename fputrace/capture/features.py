@@ -300,6 +300,13 @@ class Features:
         return Probe(False, f"kernel {self.release} < 5.8 has no BPF ring buffer: perf buffer")
 
     @cached_property
+    def ringbuf_percpu(self) -> Probe:
+        """Ring buffers as inner maps of an array (one per CPU): 5.10 (map_meta_equal)."""
+        if self.version >= (5, 10):
+            return Probe(True, "one BPF ring buffer per CPU")
+        return Probe(False, f"kernel {self.release} < 5.10 cannot hold ring buffers in a map: one shared ring")
+
+    @cached_property
     def raw_tracepoints(self) -> Probe:
         if self.version >= (4, 17):
             return Probe(True, "")

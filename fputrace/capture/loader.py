@@ -59,19 +59,8 @@ def source_path():
     return bpf_dir() / SOURCE_NAME
 
 
-def final_cflags(plan_cflags: list[str], ringbuf: bool, buffer_pages: int, extra: list[str] = ()) -> list[str]:
-    flags = [f"-I{bpf_dir()}"] + list(plan_cflags)
-    if ringbuf:
-        flags += ["-DFPT_RINGBUF", f"-DFPT_RINGBUF_PAGES={buffer_pages}",
-                  f"-DFPT_WAKEUP_EVERY={wakeup_every(buffer_pages)}"]
-    return flags + list(extra)
-
-
-def wakeup_every(buffer_pages: int, nr_cpus: int | None = None) -> int:
-    """Records per CPU between consumer wakeups: about 1/16 of the ring, a power of two."""
-    records = buffer_pages * 4096 // 48
-    per_cpu = max(1, records // (16 * (nr_cpus or os.cpu_count() or 1)))
-    return 1 << (per_cpu.bit_length() - 1)
+def final_cflags(plan_cflags: list[str], transport_cflags: list[str], extra: list[str] = ()) -> list[str]:
+    return [f"-I{bpf_dir()}", *plan_cflags, *transport_cflags, *extra]
 
 
 def render(cflags: list[str]) -> str:

@@ -18,7 +18,7 @@ class CaptureOptions:
     comm: str | None = None            # only tasks with this name
     buffer_pages: int | None = None    # ring buffer size in 4 KiB pages (a power of two)
     synthetic: int = 0                 # benchmarks: K extra records per sys_enter (tracepoint mode)
-    transport: str = "auto"            # auto | ringbuf | perfbuf (perfbuf: what kernels < 5.8 get)
+    transport: str = "auto"            # auto | ringbuf_percpu | ringbuf | perfbuf (ringbuf.py)
     calibrate_s: float = 0.3           # at most this long for the TIF_NEED_FPU_LOAD calibration
     programs: str = "auto"             # hot tracepoints: auto | tp_btf | raw_tracepoint | perf_tracepoint
 
@@ -34,8 +34,8 @@ class CaptureOptions:
             raise UsageError("--comm takes a task name of 1 to 15 bytes (no quotes or backslashes)")
         if self.programs not in PROGRAM_KINDS:
             raise UsageError(f"--programs must be one of {', '.join(PROGRAM_KINDS)}, not {self.programs!r}")
-        if self.transport not in ("auto", "ringbuf", "perfbuf"):
-            raise UsageError(f"transport must be auto, ringbuf or perfbuf, not {self.transport!r}")
+        if self.transport not in ("auto", "ringbuf_percpu", "ringbuf", "perfbuf"):
+            raise UsageError(f"transport must be auto, ringbuf_percpu, ringbuf or perfbuf, not {self.transport!r}")
         pages = self.pages
         if pages < 1 or pages & (pages - 1):
             raise UsageError(f"--buffer-pages must be a power of two, not {pages}")

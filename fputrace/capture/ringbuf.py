@@ -1,28 +1,104 @@
-"""Buffer adapters: BPF ring buffer read in bulk with numpy, perf buffer as the fallback.
+"""Buffer adapters: BPF ring buffers read in bulk with numpy, perf buffer as the fallback.
 
-Both expose ``poll(timeout_ms) -> np.ndarray[EVENT_DTYPE]`` (whatever arrived, in buffer order)
-and ``close()``. Neither calls Python per event: bcc's per-record callback tops out near 0.65M
-records/s (SPEC 3), so the ring is mapped and consumed directly:
+Which one (``choose``), by kernel, best first:
+
+* ``ringbuf_percpu`` (5.10+: ring buffers as inner maps): one BPF ring buffer per CPU in an
+  array of maps; a program reserves in its own CPU's ring. Nothing is shared between CPUs on
+  the way out: no ring lock, no producer/consumer cache line bouncing between producers, which
+  on a shared ring caps the total rate near 2M records/s with 20+ producers (issue 12's figures)
+  and costs even on 2 CPUs (benchmarks/CAPTURE.md: 119 vs 143 ns per reserve+submit here). The
+  memory budget (--buffer-pages) is split between the CPUs.
+* ``ringbuf`` (5.8+): one shared ring (all CPUs reserve under one lock).
+* ``perfbuf``: bcc's perf buffer (per-CPU too, but a perf record header and bcc's per-record
+  callback: the slowest, for kernels without ring buffers).
+
+Every reader exposes ``poll(timeout_ms) -> np.ndarray[EVENT_DTYPE]`` (whatever arrived, in
+buffer order), ``read()`` and ``close()``. None calls Python per event: bcc's per-record callback
+tops out near 0.65M records/s (SPEC 3), so each ring is mapped and consumed directly:
 
 * consumer page (rw) at offset 0 holds ``consumer_pos``; producer page (ro) at offset PAGE_SIZE
   holds ``producer_pos``, followed by the data area mapped twice so a wrapped range is contiguous;
 * every record is an 8-byte header (len with BUSY bit 31 / DISCARD bit 30) + one 40-byte event,
   so [consumer_pos, producer_pos) is an array of 48-byte records; we stop at the first BUSY one
   (reserved, not yet committed), skip DISCARDed ones and publish the new consumer_pos.
+
+Losses are counted by the BPF side per CPU whatever the transport (a failed reserve or perf
+output bumps FPT_CTR_LOST on that CPU): exact either way.
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
+import os
 import select
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CaptureError
 from ..events import EVENT_DTYPE, empty_batch
 from .abi import RECORD_BYTES, RECORD_DTYPE, RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT
 
+TRANSPORTS = ("auto", "ringbuf_percpu", "ringbuf", "perfbuf")
+BPF_MAP_TYPE_RINGBUF = 27
+
+
+@dataclass(frozen=True)
+class Transport:
+    kind: str              # ringbuf_percpu | ringbuf | perfbuf
+    pages: int             # pages of one ring (per CPU for ringbuf_percpu)
+    rings: int             # how many rings (CPUs for ringbuf_percpu)
+    reason: str = ""       # why not a better kind
+
+    def cflags(self) -> list[str]:
+        if self.kind == "perfbuf":
+            return []
+        flags = ["-DFPT_RINGBUF", f"-DFPT_RINGBUF_PAGES={self.pages}",
+                 f"-DFPT_WAKEUP_EVERY={wakeup_every(self.pages, 1 if self.kind == 'ringbuf_percpu' else self.rings)}"]
+        if self.kind == "ringbuf_percpu":
+            flags += ["-DFPT_RINGBUF_PERCPU", f"-DFPT_NR_CPUS={self.rings}"]
+        return flags
+
+    def as_meta(self) -> dict:
+        out = {"kind": self.kind, "buffer_pages": self.pages, "rings": self.rings}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def wakeup_every(ring_pages: int, producers: int) -> int:
+    """Records per CPU between consumer wakeups: about 1/16 of the ring, a power of two."""
+    records = ring_pages * 4096 // RECORD_BYTES
+    per_cpu = max(1, records // (16 * max(1, producers)))
+    return 1 << (per_cpu.bit_length() - 1)
+
+
+def choose(feat, requested: str, total_pages: int) -> Transport:
+    """The transport for this kernel (or the one requested), sized from ``total_pages``."""
+    cpus = feat.possible_cpus
+    percpu_pages = max(1, 1 << ((total_pages // cpus).bit_length() - 1)) if total_pages >= cpus else 1
+    if requested in ("auto", "ringbuf_percpu") and feat.ringbuf_percpu.ok:
+        return Transport("ringbuf_percpu", percpu_pages, cpus)
+    if requested == "ringbuf_percpu":
+        raise CaptureError(feat.ringbuf_percpu.reason)
+    if requested in ("auto", "ringbuf") and feat.ringbuf.ok:
+        why = "" if requested == "ringbuf" else feat.ringbuf_percpu.reason
+        return Transport("ringbuf", total_pages, cpus, why)
+    if requested == "ringbuf":
+        raise CaptureError(feat.ringbuf.reason)
+    return Transport("perfbuf", 64, cpus, "" if requested == "perfbuf" else feat.ringbuf.reason)
+
+
+def open_reader(t: Transport, bpf):
+    if t.kind == "ringbuf_percpu":
+        return PerCpuRings(bpf, t.rings, t.pages * mmap.PAGESIZE)
+    if t.kind == "ringbuf":
+        return RingBufferReader(bpf[b"events"].map_fd, t.pages * mmap.PAGESIZE)
+    return PerfBufferReader(bpf)
+
 
 class RingBufferReader:
-    def __init__(self, map_fd: int, data_bytes: int):
+    def __init__(self, map_fd: int, data_bytes: int, epoll: bool = True):
         if data_bytes & (data_bytes - 1) or data_bytes % mmap.PAGESIZE:
             raise ValueError("ring buffer size must be a power-of-two number of pages")
         page = mmap.PAGESIZE
@@ -33,15 +109,17 @@ class RingBufferReader:
         self._cons = np.frombuffer(self._cons_map, dtype="<u8", count=1)
         self._prod = np.frombuffer(self._prod_map, dtype="<u8", count=1)
         self._data = np.frombuffer(self._prod_map, dtype=np.uint8, offset=page)
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
+        self._epoll = None
+        if epoll:                          # (a PerCpuRings waits for all its rings at once)
+            self._epoll = select.epoll()
+            self._epoll.register(map_fd, select.EPOLLIN)
         self.records_read = 0
 
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
 
     def poll(self, timeout_ms: int) -> np.ndarray:
-        if self.pending_bytes() == 0 and timeout_ms > 0:
+        if self.pending_bytes() == 0 and timeout_ms > 0 and self._epoll is not None:
             self._epoll.poll(timeout_ms / 1000.0)
         return self.read()
 
@@ -72,10 +150,66 @@ class RingBufferReader:
         return out
 
     def close(self) -> None:
-        self._epoll.close()
+        if self._epoll is not None:
+            self._epoll.close()
         del self._cons, self._prod, self._data
         self._cons_map.close()
         self._prod_map.close()
+
+
+class PerCpuRings:
+    """One ring per CPU, created here and put in the program's array of ring buffer maps
+    (``events``). One epoll over all of them; a read drains every ring."""
+
+    def __init__(self, bpf, cpus: int, data_bytes: int):
+        from bcc import libbcc
+        outer = bpf[b"events"]
+        self._fds: list[int] = []
+        self._rings: list[RingBufferReader] = []
+        self._epoll = select.epoll()
+        try:
+            for cpu in range(cpus):
+                fd = libbcc.lib.bcc_create_map(BPF_MAP_TYPE_RINGBUF, f"fpt_cpu{cpu}".encode(), 0, 0, data_bytes, 0)
+                if fd < 0:
+                    raise CaptureError(f"cannot create the ring buffer of CPU {cpu} ({data_bytes} bytes): "
+                                       f"errno {-fd}; try a smaller --buffer-pages")
+                self._fds.append(fd)
+                outer[ctypes.c_int(cpu)] = ctypes.c_int(fd)
+                self._rings.append(RingBufferReader(fd, data_bytes, epoll=False))
+                self._epoll.register(fd, select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+        self.data_bytes = data_bytes
+
+    @property
+    def records_read(self) -> int:
+        return sum(r.records_read for r in self._rings)
+
+    def pending_bytes(self) -> int:
+        return sum(r.pending_bytes() for r in self._rings)
+
+    def poll(self, timeout_ms: int) -> np.ndarray:
+        if self.pending_bytes() == 0 and timeout_ms > 0:
+            self._epoll.poll(timeout_ms / 1000.0)
+        return self.read()
+
+    def read(self) -> np.ndarray:
+        parts = [b for b in (r.read() for r in self._rings) if len(b)]
+        if not parts:
+            return empty_batch()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def close(self) -> None:
+        for r in self._rings:
+            r.close()
+        self._rings = []
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
 
 
 class PerfBufferReader:

@@ -21,7 +21,7 @@
   symbols {"0xffff...": "func+0x1a"} (kallsyms subset for the kernel-FPU callers seen),
   command (set by the caller), filter {pid, comm}, headers {kind, path},
   tracefs {path, mounted_by_fputrace: ["tracefs at /sys/kernel/tracing"] when it mounted it},
-  transport {"kind": "ringbuf"|"perfbuf", "buffer_pages": n},
+  transport {"kind": "ringbuf_percpu"|"ringbuf"|"perfbuf", "buffer_pages": pages per ring, "rings"},
   tracepoint_programs {kind: tp_btf|raw_tracepoint|perf_tracepoint, reason, offsets}: how the
     per-switch and per-syscall tracepoints were read (hot.py).
 
@@ -66,6 +66,7 @@ class CaptureSession:
         self._reader = None
         self._reorder = Reorderer()
         self._lost_seen: list[int] = []
+        self._early: list[np.ndarray] = []      # read during the TIF calibration, before batches()
         self._last_ts = np.zeros(0, np.uint64)   # per CPU: timestamp of the last event delivered
         self._progs = None                       # progstats.ProgramStats of our programs
         self._progs_read_ns = 0
@@ -97,10 +98,9 @@ class CaptureSession:
         if self.opts.programs in ("auto", "tp_btf"):
             verify_tp_btf(feat)
         self.plan = plan = make_plan(feat, self.opts.mode, self.opts.programs)
-        use_ring = feat.ringbuf.ok and self.opts.transport != "perfbuf"
-        if self.opts.transport == "ringbuf" and not feat.ringbuf.ok:
-            raise CaptureError(feat.ringbuf.reason)
-        self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), use_ring, self.opts.pages)
+        from . import ringbuf
+        self.transport = transport = ringbuf.choose(feat, self.opts.transport, self.opts.pages)
+        self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), transport.cflags())
         start_ns = time.monotonic_ns()
         start_wall = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
         self._loaded = load(plan, self.cflags)
@@ -108,17 +108,16 @@ class CaptureSession:
             bpf = self._loaded.bpf
             expected = expected_tif_bit(feat.version)
             self._set_tif_bit(expected)
-            if use_ring:
-                from .ringbuf import RingBufferReader
-                self._reader = RingBufferReader(bpf[b"events"].map_fd, self.opts.pages * 4096)
-            else:
-                from .ringbuf import PerfBufferReader
-                self._reader = PerfBufferReader(bpf)
+            self._reader = ringbuf.open_reader(transport, bpf)
+            if transport.kind == "ringbuf_percpu":    # nothing was kept before the rings existed
+                start_ns = time.monotonic_ns()
+                start_wall = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
             self._lost_seen = [0] * feat.possible_cpus
             self._last_ts = np.zeros(feat.possible_cpus, np.uint64)
             self._progs = ProgramStats.of(self._loaded)
             self._set_config(abi.CFG_CALIBRATING, 1)
-            tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s, feat.version)
+            tif_info = tif.calibrate(bpf, expected, self.opts.calibrate_s, feat.version,
+                                     drain=lambda: self._early.append(self._reader.read()))
             self._set_config(abi.CFG_CALIBRATING, 0)       # the programs stop sampling flags
             if tif_info["bit"] != expected:
                 self._set_tif_bit(tif_info["bit"])
@@ -151,8 +150,7 @@ class CaptureSession:
             "filter": {"pid": self.opts.pid, "comm": self.opts.comm},
             "headers": headers.as_meta(),
             "tracefs": feat.tracefs_state.as_meta(),
-            "transport": {"kind": "ringbuf" if use_ring else "perfbuf",
-                          "buffer_pages": self.opts.pages},
+            "transport": transport.as_meta(),
             "tracepoint_programs": plan.hot.as_meta(),
         }
         self._start_ns = start_ns
@@ -168,6 +166,9 @@ class CaptureSession:
     def batches(self, stop: threading.Event):
         from .tasks import snapshot
         self._reorder.push(snapshot(self._start_ns))
+        for got in self._early:
+            self._ingest(got)
+        self._early = []
         last = 0
         while not stop.is_set():
             got = self._reader.poll(POLL_MS)

@@ -112,10 +112,15 @@ def provoke_switches(n: int = 10) -> None:
             os.sched_setaffinity(0, saved)
 
 
-def calibrate(bpf, expected: int | None, budget_s: float, version: tuple[int, int] = (6, 18)) -> dict:
+def calibrate(bpf, expected: int | None, budget_s: float, version: tuple[int, int] = (6, 18),
+              drain=None) -> dict:
+    """``drain()`` is called between rounds: the capture is already running, and its buffers
+    must not fill up while nobody reads them yet."""
     deadline = time.monotonic() + budget_s
     while True:
         provoke_switches(10)
+        if drain is not None:
+            drain()
         c = combine(read_calibration(bpf))
         fpu_samples = c["n_act"] + (c["n_deact"] if version >= (6, 16) else 0)
         if fpu_samples >= 16 and c["n_enter"] >= 64 or time.monotonic() >= deadline:

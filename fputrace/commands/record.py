@@ -55,8 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--programs", default="auto", choices=["auto", "tp_btf", "raw_tracepoint", "perf_tracepoint"],
                    help="how the per-switch and per-syscall tracepoints are read (default auto: BTF-typed "
                         "raw tracepoints where the kernel allows them, the cheapest)")
+    p.add_argument("--transport", default="auto", choices=["auto", "ringbuf_percpu", "ringbuf", "perfbuf"],
+                   help="kernel-to-user buffer (default auto: one BPF ring buffer per CPU where the kernel "
+                        "allows it, else one shared ring, else the perf buffer)")
     p.add_argument("--buffer-pages", type=_pages, metavar="N",
-                   help="ring buffer size in 4 KiB pages, a power of two (default 16384 = 64 MiB)")
+                   help="buffer memory in 4 KiB pages, a power of two, split between the CPUs' rings "
+                        "(default 16384 = 64 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="on a load failure print the whole log (bcc, clang, the kernel verifier)")
@@ -76,7 +80,7 @@ def run(args) -> int:
         raise UsageError(f"unexpected argument {args.cmd[0]!r} (put the command to run after '--')")
     from ..capture.options import CaptureOptions
     opts = CaptureOptions(mode=args.mode, pid=args.pid, comm=args.comm, buffer_pages=args.buffer_pages,
-                          programs=args.programs)
+                          programs=args.programs, transport=args.transport)
     opts.validate()
     if args.ebpf:
         from ..capture.ebpf import print_ebpf
