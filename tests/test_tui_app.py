@@ -6,6 +6,7 @@ import asyncio
 import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fputrace.model import Model
@@ -15,7 +16,7 @@ from fputrace.tui.screens.dashboard import DashboardScreen
 from fputrace.tui.screens.help import HelpScreen
 from fputrace.tui.screens.prompt import PromptScreen
 from fputrace.tui.screens.task_detail import TaskDetailScreen
-from fputrace.tui.sources import ReplaySource, open_replay
+from fputrace.tui.replay import open_replay
 from fputrace.tui.widgets.tasks import TasksTable
 
 pytestmark = [pytest.mark.tui, pytest.mark.timeout(600)]
@@ -66,12 +67,17 @@ def table_tids(app) -> list[int]:
             for r in range(table.row_count)]
 
 
+def demo_events():
+    """The demo recording as one array in time order (it is small), and its meta."""
+    tr = load(DEMO)
+    return np.concatenate(list(tr.batches())), tr.meta
+
+
 def model_at(at_ns: int) -> Model:
     """An independent model fed the same recording up to the same time: what the screen must show."""
-    tr = load(DEMO)
-    src = ReplaySource.from_batches(tr.batches(), tr.meta)
-    model = Model(tr.meta)
-    model.feed(src.events[src.events["ts_ns"] <= src.t0_ns + at_ns])
+    events, meta = demo_events()
+    model = Model(meta)
+    model.feed(events[events["ts_ns"] <= events["ts_ns"][0] + at_ns])
     return model
 
 
@@ -273,11 +279,10 @@ class RecordedStream:
     shifted in time so the stream stays ordered), at ~50k events/s; no kernel needed."""
 
     def __init__(self, batch: int = 500) -> None:
-        tr = load(DEMO)
-        src = ReplaySource.from_batches(tr.batches(), tr.meta)
-        self.meta, self.events, self.batch, self.closed = tr.meta, src.events, batch, False
+        self.events, self.meta = demo_events()
+        self.batch, self.closed = batch, False
         self.sent = 0
-        self.lap_ns = src.duration_ns + 1_000_000
+        self.lap_ns = int(self.events["ts_ns"][-1] - self.events["ts_ns"][0]) + 1_000_000
 
     def poll(self, timeout_s: float) -> list:
         import time
@@ -293,7 +298,7 @@ class RecordedStream:
 
 
 def live_app(tmp_path) -> tuple[FputraceApp, RecordedStream]:
-    from fputrace.tui.sources import LiveSource
+    from fputrace.tui.live import LiveSource
     stream = RecordedStream()
     return FputraceApp(LiveSource(stream), record_dir=tmp_path), stream
 

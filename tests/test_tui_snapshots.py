@@ -9,7 +9,7 @@ import pytest
 
 from fputrace.tui.app import FputraceApp
 from fputrace.tui.screens.task_detail import TaskDetailScreen
-from fputrace.tui.sources import open_replay
+from fputrace.tui.replay import open_replay
 from fputrace.tui.widgets.tasks import TasksTable
 
 from .test_tui_app import AT_NS, DEMO

@@ -1,4 +1,5 @@
-"""The dashboard's data path without a screen: live queue accounting and the replay clock."""
+"""The dashboard's data path without a screen: live backpressure and accounting, picture pacing,
+and the replay clock."""
 from __future__ import annotations
 
 import threading
@@ -9,7 +10,9 @@ import pytest
 
 from fputrace.events import Kind
 from fputrace.tui.messages import SnapshotReady, SourceNotice
-from fputrace.tui.sources import LiveSource, ReplaySource, SourceConfig, task_table_batch
+from fputrace.tui.live import LiveSource, task_table_batch
+from fputrace.tui.replay import ReplaySource
+from fputrace.tui.sources import PicturePacer, SourceConfig
 
 from .tui_helpers import META, S, HandModel, PacedProducer, hand_made_snapshot, synthetic_events
 
@@ -37,7 +40,6 @@ def test_live_source_feeds_every_captured_event_and_closes_the_capture():
     run_source(src, lambda m: producer.finished and src.fed_events == producer.sent)
     assert producer.sent == 200_000
     assert src.captured_events == src.fed_events == models[0].fed_events == producer.sent
-    assert src.ledger.dropped_batches == 0
     assert producer.closed
 
 
@@ -57,23 +59,95 @@ class SlowModel(HandModel):
         super().feed(batch)
 
 
-def test_a_full_queue_drops_instead_of_blocking_and_the_model_hears_of_it_as_lost():
-    """A model that cannot keep up (10 ms per batch of 1000 at 1M ev/s) with a 4000-event queue:
-    the capture thread must not wait; what it drops reaches the model as LOST events, exactly."""
+class RingProducer:
+    """A capture stand-in with a kernel ring of ``ring_events``: events arrive at ``rate`` on the
+    wall clock whether or not anyone polls; what does not fit is lost and counted, and reaches
+    the consumer as a LOST event per poll, as ``CaptureSession`` hands over the BPF side's counts."""
+
+    def __init__(self, rate: float, seconds: float, ring_events: int, batch: int = 1000) -> None:
+        self.meta = dict(META)
+        self.rate, self.seconds, self.ring_events, self.batch = rate, seconds, ring_events, batch
+        self.t0 = time.monotonic()
+        self.arrived = self.delivered = self.lost = 0
+        self.closed = False
+
+    def poll(self, timeout_s: float) -> list:
+        due = int(min(time.monotonic() - self.t0, self.seconds) * self.rate)
+        new, self.arrived = due - self.arrived, due
+        in_ring = min(new, self.ring_events)
+        lost = new - in_ring
+        out = [synthetic_events(n, t0_ns=self.delivered * 1000, span_ns=n * 1000)
+               for n in [self.batch] * (in_ring // self.batch) + [in_ring % self.batch] if n]
+        self.delivered += in_ring
+        if lost:
+            self.lost += lost
+            rec = np.zeros(1, dtype=out[-1].dtype if out else synthetic_events(1).dtype)
+            rec["kind"], rec["a0"], rec["ts_ns"] = Kind.LOST, lost, self.delivered * 1000
+            out.append(rec)
+        time.sleep(0.005)
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return time.monotonic() - self.t0 >= self.seconds and self.arrived >= self.seconds * self.rate
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_slow_model_makes_the_capture_wait_and_losses_happen_only_in_the_ring():
+    """A model that cannot keep up (10 ms per batch of 1000 at 400k ev/s) behind a 4000-event
+    queue: the queue never overflows and nothing is dropped on the way; the capture thread waits,
+    so the ring overflows, and exactly what the ring lost reaches the model as LOST events."""
     models = []
-    producer = PacedProducer(rate=1_000_000, seconds=0.5, batch=1000)
+    producer = RingProducer(rate=400_000, seconds=1.0, ring_events=20_000)
     src = LiveSource(producer, model_factory=lambda: models.append(SlowModel()) or models[-1],
                      queue_events=4000)
-    msgs = run_source(src, lambda m: producer.finished and src.batches.empty()
-                      and not src.ledger.pending)
-    assert src.max_queued_events <= 4000
+    run_source(src, lambda m: producer.finished and src.batches.empty()
+               and src.fed_events == src.captured_events)
     model = models[0]
-    assert src.ledger.dropped_batches > 0
-    assert src.captured_events == producer.sent                  # capture never stalled
-    assert model.lost_seen == src.ledger.dropped_events           # every drop reported as LOST
-    assert model.fed_events - model.lost_records == src.fed_events
-    status = [m.status for m in msgs if isinstance(m, SnapshotReady)][-1]
-    assert status.dropped_batches == src.ledger.dropped_batches
+    assert src.batches.peak_events <= 4000
+    assert src.batches.wait_s > 0.1                      # the capture waited for the model
+    assert producer.lost > 0                             # ... and the ring overflowed
+    assert model.lost_seen == producer.lost              # every lost event reported, exactly
+    assert model.fed_events - model.lost_records == producer.delivered == src.fed_events \
+        - model.lost_records
+
+
+def test_pictures_wait_for_the_ui_and_are_spaced_by_their_cost():
+    pacer = PicturePacer(hz=10, share=0.25, max_stale_s=5.0)
+    pacer.acknowledged = True
+    assert pacer.due(100.0)
+    pacer.taken(100.0, snapshot_s=0.05)
+    assert not pacer.due(100.5)                          # the UI has not drawn it yet
+    pacer.drawn(0.2)                                     # 0.25 s in all: one picture a second
+    assert pacer.interval_s == pytest.approx(1.0)
+    assert not pacer.due(100.9) and pacer.due(101.0)
+    pacer.taken(101.0, snapshot_s=0.01)
+    pacer.drawn(0.01)
+    assert pacer.interval_s == pytest.approx(0.1)        # cheap again: 10 per second
+    assert not pacer.due(101.2, behind=True)             # feeding a backlog comes first...
+    assert pacer.due(106.0, behind=True)                 # ... but the screen is never 5 s old
+    pacer.taken(106.0, snapshot_s=0.01)
+    assert pacer.due(106.0 + 31.0)                       # an unanswered picture stops blocking
+
+
+def test_a_busy_live_dashboard_refreshes_less_often_and_says_so():
+    """Each picture of this model costs 0.1 s: at a 25% share the source takes at most ~2.5 a
+    second (not 10), and the status it sends carries the interval for the header."""
+    class CostlyPictures(HandModel):
+        def snapshot(self, window_ns):
+            time.sleep(0.1)
+            return super().snapshot(window_ns)
+    producer = PacedProducer(rate=50_000, seconds=2.0, batch=500)
+    src = LiveSource(producer, model_factory=CostlyPictures)
+    t0 = time.monotonic()
+    msgs = run_source(src, lambda m: time.monotonic() - t0 > 2.0)
+    pictures = [m for m in msgs if isinstance(m, SnapshotReady)]
+    elapsed = time.monotonic() - t0
+    assert 1 <= len(pictures) <= elapsed * 2.5 + 1, (len(pictures), elapsed)
+    assert pictures[-1].status.refresh_s >= 0.4
+    assert src.fed_events == src.captured_events > 0
 
 
 def test_recording_started_late_names_the_running_tasks(tmp_path):
@@ -115,7 +189,8 @@ class CountingModel(HandModel):
 
 def replay(**kw):
     ev = synthetic_events(2001, t0_ns=5 * S, span_ns=20 * S)      # one event per 10 ms
-    return ReplaySource(ev, META, model_factory=CountingModel, config=SourceConfig(), **kw)
+    return ReplaySource.from_batches([ev], META, model_factory=CountingModel, config=SourceConfig(),
+                                     **kw)
 
 
 def test_replay_opens_paused_at_the_requested_time_and_steps():
@@ -124,13 +199,13 @@ def test_replay_opens_paused_at_the_requested_time_and_steps():
     first = msgs[0]
     assert first.status.paused and first.status.position_ns == 10 * S
     assert first.status.duration_ns == 20 * S
-    assert src._fed == 1001                                        # events at t <= 10 s
+    assert src.fed_events == 1001                                        # events at t <= 10 s
     src2 = replay(playing=False, start_ns=10 * S)
     src2.command("step", 1)
     src2.command("step", 1)
     src2.command("step", -1)
     msgs = run_source(src2, lambda m: any(x.status.position_ns == 11 * S for x in m[1:]))
-    assert msgs[-1].status.position_ns == 11 * S and src2._fed == 1101
+    assert msgs[-1].status.position_ns == 11 * S and src2.fed_events == 1101
 
 
 def test_replay_goto_backwards_rebuilds_the_model_from_the_start():
@@ -138,7 +213,7 @@ def test_replay_goto_backwards_rebuilds_the_model_from_the_start():
     src = replay(playing=False, start_ns=15 * S)
     src.command("goto", 3 * S)
     msgs = run_source(src, lambda m: len(m) >= 2)
-    assert msgs[-1].status.position_ns == 3 * S and src._fed == 301
+    assert msgs[-1].status.position_ns == 3 * S and src.fed_events == 301
     assert CountingModel.instances == 2
 
 
@@ -147,7 +222,7 @@ def test_replay_plays_at_speed_and_stops_at_the_end():
     msgs = run_source(src, lambda m: any(isinstance(x, SourceNotice) for x in m))
     assert any(isinstance(x, SourceNotice) and "end of recording" in x.text for x in msgs)
     last = [x for x in msgs if isinstance(x, SnapshotReady)][-1]
-    assert last.status.finished and src._fed == 2001
+    assert last.status.finished and src.fed_events == 2001
 
 
 def test_replay_speed_steps_through_the_ladder():
@@ -159,8 +234,16 @@ def test_replay_speed_steps_through_the_ladder():
     assert src.speed == 5.0
 
 
-def test_replay_sorts_batches_given_out_of_order():
+def test_replay_feeds_batches_given_out_of_order_in_time_order():
     a = synthetic_events(10, t0_ns=10 * S, span_ns=S)
     b = synthetic_events(10, t0_ns=0, span_ns=S)
-    src = ReplaySource.from_batches([a, b], META, model_factory=HandModel)
-    assert np.all(np.diff(src.events["ts_ns"].astype(np.int64)) >= 0)
+    fed = []
+
+    class Recorder(HandModel):
+        def feed(self, batch):
+            fed.append(batch["ts_ns"].copy())
+            super().feed(batch)
+    src = ReplaySource.from_batches([a, b], META, model_factory=Recorder, playing=False)
+    run_source(src, lambda m: len(m) >= 1)
+    ts = np.concatenate(fed)
+    assert len(ts) == 20 and np.all(np.diff(ts.astype(np.int64)) >= 0)

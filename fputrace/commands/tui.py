@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="live: on a load failure print the whole log (bcc, clang, the kernel verifier)")
     p.add_argument("--record-dir", default=".", metavar="DIR",
                    help="live: where `r` writes fputrace-<time>.fpt (default: current directory)")
+    # benchmarks/bench_tui_live.py: on exit, what the data path did and the peak RSS, as JSON
+    p.add_argument("--stats-json", metavar="FILE", help=argparse.SUPPRESS)
 
 
 def run(args) -> int:
@@ -51,14 +53,14 @@ def run(args) -> int:
     source = replay_source(args.file, config, args.at, args.paused, args.speed,
                            getattr(args, "from_activity", False)) if args.file \
         else live_source(config, args.mode, getattr(args, "verbose", False))
-    return run_app(source, args.record_dir)
+    return run_app(source, args.record_dir, getattr(args, "stats_json", None))
 
 
 def replay_source(path: str, config, at: str | None, paused: bool, speed: float,
                   from_activity: bool = False):
     from ..errors import UsageError
     from ..tui.app import parse_time_ns
-    from ..tui.sources import open_replay
+    from ..tui.replay import open_replay
     try:
         start_ns = parse_time_ns(at) if at else None
     except ValueError:
@@ -72,17 +74,16 @@ def live_source(config, mode: str, verbose: bool = False):
     (with -v, after the whole load log)."""
     from ..errors import CaptureError
     try:
-        from ..tui.live import open_live_producer
+        from ..tui.live import LiveSource, open_live_producer
         producer = open_live_producer(mode)
     except CaptureError as err:
         if verbose and getattr(err, "log", ""):
             print(f"fputrace: load log:\n{err.log}", file=sys.stderr)
         raise CaptureError(f"{err}; {NO_LIVE_HINT}") from None
-    from ..tui.sources import LiveSource
     return LiveSource(producer, config=config)
 
 
-def run_app(source, record_dir: str = ".") -> int:
+def run_app(source, record_dir: str = ".", stats_json: str | None = None) -> int:
     from ..tui.app import FputraceApp
     app = FputraceApp(source, record_dir=record_dir)
     try:
@@ -90,4 +91,16 @@ def run_app(source, record_dir: str = ".") -> int:
     finally:
         source.stopping = True
         source.done.wait(timeout=5)       # writer closed, probes detached
+        if stats_json:
+            write_stats(stats_json, source, app)
     return app.return_code or 0
+
+
+def write_stats(path: str, source, app) -> None:
+    import json
+    status = {k: int(v.split()[0]) for k, v in
+              (line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Vm"))}
+    stats = dict(source.stats(), pictures_drawn=app.pictures, rss_kb=status.get("VmRSS", 0),
+                 rss_peak_kb=status.get("VmHWM", 0))
+    with open(path, "w") as f:
+        json.dump(stats, f, indent=1, default=str)

@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -55,8 +56,22 @@ def _warn(msg: str) -> None:
     print(f"fputrace: warning: {msg}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class BatchRef:
+    """Where one record batch of a recording lies and what it holds, from the walk at open (no
+    batch is decoded to build it). Events within a batch are sorted, so ``first_ts_ns`` is its
+    earliest timestamp; batches of a file without ``late_events`` follow each other in time."""
+    offset: int              # byte offset of its IPC message
+    end: int                 # byte offset of the next message
+    events: int
+    first_ts_ns: int
+    crc32: int | None
+
+
 class Recording:
-    """An opened recording: ``meta`` (dict), ``batches()`` (EVENT_DTYPE arrays, streamed)."""
+    """An opened recording: ``meta`` (dict), ``batches()`` (EVENT_DTYPE arrays, streamed),
+    ``index`` (a ``BatchRef`` per non-empty batch) and ``read_batch(ref)`` (one batch, by offset:
+    a replay seeks without reading what comes before)."""
 
     def __init__(self, path, *, warn: bool = True):
         self.path = os.fspath(path)
@@ -97,6 +112,7 @@ class Recording:
         if len(self._batch_msgs) != len(msgs) - 1:
             raise FileFormatError(f"{p}: not an fputrace recording: unexpected Arrow message types")
         self.num_events = sum(m.num_rows for m in self._batch_msgs)
+        self.index = [ref for ref in map(self._ref, self._batch_msgs) if ref.events]
         for m in self._batch_msgs:
             raw = m.custom_metadata.get(fmt.BATCH_META_KEY)
             if raw:
@@ -156,6 +172,33 @@ class Recording:
             raise FileFormatError(f"{p}: corrupt recording: its columns are not those of format version {version}")
         self._schema = schema
         return meta
+
+    def _ref(self, m: framing.MessageInfo) -> BatchRef:
+        try:
+            base = int(m.custom_metadata[fmt.BATCH_BASE_KEY])
+            crc = int(m.custom_metadata[fmt.BATCH_CRC_KEY]) if fmt.BATCH_CRC_KEY in m.custom_metadata \
+                else None
+        except (KeyError, ValueError):
+            raise FileFormatError(f"{self.path}: corrupt batch at byte {m.offset}: "
+                                  "no base timestamp in its metadata") from None
+        return BatchRef(m.offset, m.end, m.num_rows, base, crc)
+
+    def read_batch(self, ref: BatchRef, f=None) -> np.ndarray:
+        """The events of one batch (EVENT_DTYPE), read at its offset; ``f``: an open binary file of
+        this recording to read from (default: open it for this call). Plain reads, not a memory
+        map, so the file's pages never count as this process's memory."""
+        try:
+            if f is None:
+                with open(self.path, "rb") as own:
+                    return self.read_batch(ref, own)
+            f.seek(ref.offset)
+            data = f.read(ref.end - ref.offset)
+            message = pa.ipc.read_message(pa.py_buffer(data))
+            rb = pa.ipc.read_record_batch(message, self._schema)
+            return fmt.decode(rb, ref.first_ts_ns, ref.crc32)
+        except (pa.ArrowException, OSError, ValueError, TypeError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileFormatError(f"{self.path}: corrupt batch at byte {ref.offset}: {detail}") from None
 
     def batches(self) -> Iterator[np.ndarray]:
         """Every complete batch as an EVENT_DTYPE array, in file order; memory bounded by one batch."""

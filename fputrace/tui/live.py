@@ -1,19 +1,53 @@
-"""The live capture seen by the dashboard: a ``CaptureSession`` behind the ``BatchProducer`` face
-(``meta``, ``poll(timeout_s) -> [batches]``, ``close()``) that ``sources.LiveSource`` reads from its
-capture thread. The session is entered (BPF compiled and attached) before the dashboard starts, so
-anything that makes live capture impossible is one line on the terminal, not a screen."""
+"""The live dashboard's data path: capture thread -> bounded batch queue -> worker: model -> UI.
+
+    kernel ring --poll--> capture thread --put (waits when full)--> BatchQueue --> worker: model.feed
+                                                                                  `--> snapshot --> UI
+
+Nothing on this path drops events. When the model falls behind, the queue fills and the capture
+thread waits; meanwhile the kernel's ring buffer absorbs the burst, and if it overflows the BPF
+side counts every event it could not reserve, per CPU, and the session hands those counts to the
+model in-band as LOST events: the screen then says exactly how many were lost where, and marks
+the numbers that cross the gap. Before it comes to that the dashboard refreshes less often
+(``sources.PicturePacer``): pictures wait while the queue holds a backlog.
+
+``SessionProducer`` puts a ``CaptureSession`` behind the face ``LiveSource`` reads from its capture
+thread (``meta``, ``poll(timeout_s) -> [batches]``, ``close()``). The session is entered (BPF
+compiled and attached) before the dashboard starts, so anything that makes live capture
+impossible is one line on the terminal, not a screen.
+"""
 from __future__ import annotations
 
+import collections
 import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
 
 from ..errors import CaptureError
+from ..events import EVENT_DTYPE, TASK_KTHREAD, Kind, comm_to_args
+from .messages import SourceFailed, SourceNotice, SourceStatus
+from .sources import Source
+
+QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring is the real buffer
+BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
+
+
+class BatchProducer(Protocol):
+    """A capture session seen from the dashboard: ``poll`` returns the batches ready now."""
+    meta: dict
+
+    def poll(self, timeout_s: float) -> list[np.ndarray]: ...
+    def close(self) -> None: ...
 
 
 class SessionProducer:
     def __init__(self, session) -> None:
         self.session = session
         self.meta = session.meta            # the session keeps it current (lost_per_cpu, symbols)
+        self.counters: dict = {}
         self._stop = threading.Event()
         self._batches = session.batches(self._stop)
         self._closed = False
@@ -31,6 +65,7 @@ class SessionProducer:
         self._stop.set()
         for _ in self._batches:             # lets the session detach, drain and finish
             pass
+        self.counters = self.session.bpf_counters()     # what BPF emitted and lost, for stats
         self.session.__exit__(None, None, None)
 
 
@@ -43,3 +78,191 @@ def open_live_producer(mode: str = "auto") -> SessionProducer:
     session = CaptureSession(CaptureOptions(mode=mode))
     session.__enter__()
     return SessionProducer(session)
+
+
+class BatchQueue:
+    """FIFO of batches bounded in events; ``put`` waits for room (a batch larger than the bound
+    goes in alone), so a slow consumer slows the producer down instead of losing its batches."""
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self.events = 0
+        self.peak_events = 0
+        self.wait_s = 0.0                   # time producers spent waiting for room
+        self._items: collections.deque[np.ndarray] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, batch: np.ndarray, stop: threading.Event) -> bool:
+        """False if ``stop`` was set while waiting (the batch is then not queued)."""
+        with self._cond:
+            if self.events and self.events + len(batch) > self.max_events:
+                t0 = time.monotonic()
+                while self.events and self.events + len(batch) > self.max_events:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(0.05)
+                self.wait_s += time.monotonic() - t0
+            self._items.append(batch)
+            self.events += len(batch)
+            self.peak_events = max(self.peak_events, self.events)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout_s: float) -> np.ndarray | None:
+        with self._cond:
+            if not self._items and timeout_s > 0:
+                self._cond.wait(timeout_s)
+            if not self._items:
+                return None
+            batch = self._items.popleft()
+            self.events -= len(batch)
+            self._cond.notify_all()
+            return batch
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+class LiveSource(Source):
+    live = True
+
+    def __init__(self, producer: BatchProducer, model_factory=None, config=None,
+                 writer_factory: Callable[[str, dict], Any] | None = None,
+                 queue_events: int = QUEUE_EVENTS) -> None:
+        super().__init__(producer.meta, model_factory, config)
+        self.producer = producer
+        self.batches = BatchQueue(queue_events)
+        self.captured_events = 0
+        self.fed_events = 0
+        self.first_ts_ns = 0
+        self._stop = threading.Event()
+        self._writer_factory = writer_factory or _default_writer_factory
+        self._writer = None
+        self._recording_path = ""
+        self._recorded_events = 0
+        self.capture_error: str = ""
+
+    # capture thread: hands every batch on, waiting for room when the model is behind
+    def _capture_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for batch in self.producer.poll(0.05):
+                    if len(batch) and self.batches.put(batch, self._stop):
+                        self.captured_events += len(batch)
+        except Exception as err:  # noqa: BLE001 -- shown to the user, the dashboard stays up
+            self.capture_error = f"capture stopped: {err}"
+        finally:
+            self.producer.close()             # in this thread: the one that polls it
+
+    def _run(self, post, is_cancelled) -> None:
+        capture = threading.Thread(target=self._capture_loop, name="fputrace-capture", daemon=True)
+        capture.start()
+        model = self.model = self._make_model()
+        rate_t0, rate_n0, events_per_s = time.monotonic(), 0, 0.0
+        try:
+            while not is_cancelled():
+                self._handle_commands(model, post)
+                batch = self.batches.get(timeout_s=0.05)
+                if batch is not None:
+                    self._feed(model, batch)
+                now = time.monotonic()
+                if now - rate_t0 >= 1.0:
+                    events_per_s = (self.fed_events - rate_n0) / (now - rate_t0)
+                    rate_t0, rate_n0 = now, self.fed_events
+                if self.capture_error:
+                    post(SourceFailed(self.capture_error))
+                    self.capture_error = ""
+                if not self.paused and self.pacer.due(now, self.behind):
+                    self._post_picture(post, model, self._status(events_per_s))
+        finally:
+            self._stop.set()
+            capture.join(timeout=5)
+            self._close_writer()
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out.update(captured_events=self.captured_events, fed_events=self.fed_events,
+                   queue_bound_events=self.batches.max_events,
+                   queue_peak_events=self.batches.peak_events,
+                   capture_wait_s=round(self.batches.wait_s, 3),
+                   bpf_counters=getattr(self.producer, "counters", {}))
+        return out
+
+    @property
+    def behind(self) -> bool:
+        """The model has a backlog (and the kernel ring may be filling behind it)."""
+        return self.batches.events > BEHIND_EVENTS
+
+    def _feed(self, model, batch: np.ndarray) -> None:
+        if not self.first_ts_ns:
+            self.first_ts_ns = int(batch["ts_ns"][0])
+        model.feed(batch)
+        self.fed_events += len(batch)
+        if self._writer is not None:
+            self._writer.write(batch)
+            self._recorded_events += len(batch)
+
+    def _status(self, events_per_s: float) -> SourceStatus:
+        return SourceStatus(live=True, paused=self.paused, events_per_s=events_per_s,
+                            recording_path=self._recording_path,
+                            recorded_events=self._recorded_events,
+                            trace_start_ns=self.first_ts_ns, refresh_s=self.pacer.interval_s,
+                            backlog_events=self.batches.events)
+
+    def _handle_commands(self, model, post) -> None:
+        for name, arg in self._drain_commands():
+            if name == "pause":
+                self.paused = not self.paused if arg is None else bool(arg)
+                self.pacer.forget()
+                if self.paused:               # the frozen picture says PAUSED at once
+                    self._post_picture(post, model, self._status(0.0))
+            elif name == "watch":
+                self.detail_tid = arg
+                self.pacer.forget()
+            elif name == "record":
+                if self._writer is None:
+                    self._start_recording(model, arg, post)
+                else:
+                    path = self._close_writer()
+                    post(SourceNotice(f"recording stopped: {path} ({self._recorded_events} events)"))
+
+    def _start_recording(self, model, path: str, post) -> None:
+        try:
+            self._writer = self._writer_factory(path, self.meta)
+        except Exception as err:  # noqa: BLE001 -- a bad path must not end the dashboard
+            post(SourceNotice(f"cannot record to {path}: {err}", "error"))
+            return
+        self._recording_path, self._recorded_events = path, 0
+        # The file must name the tasks already running: their COMM records went by before `r`.
+        names = task_table_batch(model.snapshot(self.config.window_ns).tasks)
+        if len(names):
+            self._writer.write(names)
+        post(SourceNotice(f"recording to {path}"))
+
+    def _close_writer(self) -> str:
+        path = self._recording_path
+        if self._writer is not None:
+            self._writer.close()
+        self._writer, self._recording_path = None, ""
+        return path
+
+
+def _default_writer_factory(path: str, meta: dict):
+    from ..recording import RecordingWriter
+    return RecordingWriter(path, meta)
+
+
+def task_table_batch(tasks) -> np.ndarray:
+    """COMM and TASK records for the tasks of a snapshot (so a recording started late names them)."""
+    if tasks is None or not len(tasks):
+        return np.zeros(0, dtype=EVENT_DTYPE)
+    out = np.zeros(2 * len(tasks), dtype=EVENT_DTYPE)
+    for i, row in enumerate(tasks.itertuples(index=False)):
+        a0, a1 = comm_to_args(str(row.comm))
+        for j, (kind, x0, x1) in enumerate(((Kind.COMM, a0, a1),
+                                            (Kind.TASK, TASK_KTHREAD if row.kthread else 0, 0))):
+            ev = out[2 * i + j]
+            ev["tid"], ev["tgid"], ev["kind"], ev["a0"], ev["a1"] = row.tid, row.tgid, kind, x0, x1
+    return out
+
+

@@ -21,12 +21,14 @@ class SourceStatus:
     events_per_s: float            # ingest rate: wall clock (live) or trace clock (replay)
     recording_path: str = ""       # live: file being written by `r`, "" when not recording
     recorded_events: int = 0
-    dropped_batches: int = 0       # batches the UI path could not take (must stay 0)
+    backlog_events: int = 0        # live: events waiting for the model (the kernel ring holds more)
     position_ns: int = 0           # replay: trace time shown, relative to the trace start
     duration_ns: int = 0           # replay: trace length
     speed: float = 1.0             # replay speed factor
     finished: bool = False         # replay reached the end of the file
     trace_start_ns: int = 0        # timestamp of the first event (strips are blank before it)
+    target_ns: int = 0             # replay: where a seek is going (== position_ns when there)
+    refresh_s: float = 0.1         # current spacing of pictures (grows with their cost under load)
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..commands.demo import demo_path
 from .app import FputraceApp
 from .screens.task_detail import TaskDetailScreen
-from .sources import Source, open_replay
+from .replay import open_replay
+from .sources import Source
 from .widgets.tasks import TasksTable
 
 REPLAY_AT_NS = 70_000_000_000
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print("live screenshot skipped: needs root", file=sys.stderr)
         return 0
     from ..errors import CaptureError
-    from .live import open_live_producer
-    from .sources import LiveSource
+    from .live import LiveSource, open_live_producer
     try:
         source = LiveSource(open_live_producer())
     except CaptureError as err:

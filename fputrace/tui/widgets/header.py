@@ -8,6 +8,9 @@ from ...model.snapshot import Snapshot
 from ..messages import SourceStatus
 from . import fmt
 
+SLOW_REFRESH_S = 0.5        # live: a slower refresh than this is shown in the header
+SHOWN_BACKLOG = 100_000     # ... and so is a queue of events this long waiting for the model
+
 
 def _mode_name(mode) -> str:
     """A logical event's capture as the dashboard groups it: exact, inferred or missing."""
@@ -90,6 +93,8 @@ def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None
                          style="bold black on #5fafff")
             state.append(f" {fmt.clock_s(status.position_ns)}/{fmt.clock_s(status.duration_ns)}"
                          f" ×{status.speed:g}")
+            if status.target_ns != status.position_ns and not status.finished:
+                state.append(f" → {fmt.clock_s(status.target_ns)}", style="bold")
         state.append(f"  {fmt.count(status.events_per_s)} ev/s", style="bold")
     if snap is not None:
         state.append(f"  {fmt.count(snap.events)} events  ")
@@ -105,8 +110,12 @@ def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None
     if snap is None:
         state.append("  analysing… (the model is compiled on first use: up to a minute)",
                      style="italic")
-    if status is not None and status.dropped_batches:
-        state.append(f"  UI DROPPED {status.dropped_batches} BATCHES ", style="bold white on red")
+    if status is not None and status.live and (status.refresh_s >= SLOW_REFRESH_S
+                                               or status.backlog_events >= SHOWN_BACKLOG):
+        # under load the screen refreshes less often rather than lose events: say so
+        state.append(f"  refresh {status.refresh_s:.1f}s", style="yellow")
+        if status.backlog_events >= SHOWN_BACKLOG:
+            state.append(f", {fmt.count(status.backlog_events)} events queued", style="yellow")
     if status is not None and status.live:
         state.append("  ")
         if status.recording_path:
