@@ -116,8 +116,8 @@ def events_on_screen(text: str) -> float:
 
 def dashboard_under_storm(loops: int, tmp: Path) -> dict:
     stats_path = tmp / "stats.json"
-    term = Tmux(f"cd {tmp} && env -u COLUMNS -u LINES {FPUTRACE} tui --stats-json {stats_path}"
-                f" 2> {tmp}/dashboard.err")
+    # (Textual draws on stderr: it stays the terminal)
+    term = Tmux(f"cd {tmp} && env -u COLUMNS -u LINES {FPUTRACE} tui --stats-json {stats_path}")
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -131,12 +131,13 @@ def dashboard_under_storm(loops: int, tmp: Path) -> dict:
         rss_before = vm_kb(pid, "VmRSS")
         peak = PeakRss(pid)
         seconds = storm(loops)
-        # let the model work through what is queued (the header says "events queued")
-        for _ in range(120):
-            if "queued" not in term.screen():
-                break
+        # let the model work through what is still queued: until the count on screen stands still
+        shown, still_since = -1.0, time.monotonic()
+        while time.monotonic() - still_since < 5 and time.monotonic() - still_since < 300:
+            now_shown = events_on_screen(term.screen())
+            if now_shown != shown:
+                shown, still_since = now_shown, time.monotonic()
             time.sleep(0.5)
-        time.sleep(2)
         last_screen = term.screen()
         term.keys("q")
         for _ in range(120):
@@ -147,7 +148,7 @@ def dashboard_under_storm(loops: int, tmp: Path) -> dict:
     finally:
         term.kill()
     if not stats_path.exists():
-        raise SystemExit(f"no stats from the dashboard; its stderr:\n{(tmp / 'dashboard.err').read_text()}")
+        raise SystemExit(f"no stats from the dashboard; its last screen:\n{last_screen}")
     stats = json.loads(stats_path.read_text())
     header = "\n".join(last_screen.splitlines()[:3])
     return dict(stats, storm_s=seconds, rss_idle_kb=rss_before, rss_peak_sampled_kb=peak_kb,
@@ -199,10 +200,13 @@ def bench_storm(args) -> list[str]:
         print(lines[-1], flush=True)
         print("   last header:\n" + dash["header"], flush=True)
         fpt = tmp / "storm.fpt"
-        rec = tracer_under_storm([FPUTRACE, "record", "-o", str(fpt)], args.loops, ready_path=fpt)
-        status = [ln for ln in rec["stderr"].splitlines() if "events" in ln][-1:]
-        lines.append(f"storm (fputrace record): {rec['storm_s']:.1f} s, RSS peak "
-                     f"{rec['rss_peak_kb'] // 1024} MB; {' '.join(status).strip()[:160]}")
+        rec = tracer_under_storm([FPUTRACE, "record", "-q", "-o", str(fpt)], args.loops,
+                                 ready_path=fpt)
+        from fputrace.recording import open_recording
+        counters = open_recording(fpt, warn=False).meta.get("bpf_counters") or {}
+        lines.append(f"storm (fputrace record): {rec['storm_s']:.1f} s; BPF offered "
+                     f"{counters.get('bpf_events', 0):,} events, lost {counters.get('bpf_lost', 0):,};"
+                     f" RSS peak {rec['rss_peak_kb'] // 1024} MB")
         print(lines[-1], flush=True)
         if args.keep:
             shutil.copy(fpt, args.keep)
@@ -225,24 +229,26 @@ def bench_storm(args) -> list[str]:
 # ---- paced: a synthetic producer, no root -----------------------------------------------------
 
 class PacedReplay:
-    """Pre-generated events handed out at ``rate`` events/s in batches of ``batch``."""
+    """Pre-generated events handed out at ``rate`` events/s, every 50 ms at most (as the capture
+    session releases them), in batches of at most ``batch``."""
 
     def __init__(self, events, meta: dict, rate: float, batch: int) -> None:
         self.events, self.meta, self.rate, self.batch = events, meta, rate, batch
         self.sent = 0
         self.t0 = None
+        self.last = 0.0
 
     def poll(self, timeout_s: float) -> list:
         if self.t0 is None:
             self.t0 = time.monotonic()
-        due = min(len(self.events), int((time.monotonic() - self.t0) * self.rate))
+        time.sleep(max(0.0, self.last + 0.05 - time.monotonic()))
+        self.last = time.monotonic()
+        due = min(len(self.events), int((self.last - self.t0) * self.rate))
         out = []
         while self.sent < due:
             n = min(self.batch, due - self.sent)
             out.append(self.events[self.sent:self.sent + n])
             self.sent += n
-        if not out:
-            time.sleep(min(timeout_s, self.batch / self.rate / 2))
         return out
 
     @property
@@ -290,7 +296,8 @@ def bench_paced(args) -> list[str]:
             f"{res['elapsed_s']:.1f} s; {res['pictures']} pictures (snapshots "
             f"{source.pacer.snapshot_s:.1f} s, drawing {source.pacer.draw_s:.1f} s); queue peak "
             f"{source.batches.peak_events:,}/{source.batches.max_events:,}, producer waited "
-            f"{source.batches.wait_s:.1f} s; RSS peak {vm_kb(os.getpid(), 'VmHWM') // 1024} MB "
+            f"{source.batches.wait_s:.1f} s; RSS peak {vm_kb(os.getpid(), 'VmHWM') // 1024} MB, of which "
+            f"{events.nbytes >> 20} MB the pre-generated events "
             f"(load average {load0})")
     print(line)
     return [line]

@@ -33,6 +33,8 @@ from .sources import Source
 
 QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring is the real buffer
 BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
+FEED_EVENTS = 1 << 18        # queued batches are fed together up to this many (a feed has a
+                             # fixed cost: small batches at a low rate would pay it thousands of times)
 
 
 class BatchProducer(Protocol):
@@ -108,16 +110,21 @@ class BatchQueue:
             self._cond.notify_all()
             return True
 
-    def get(self, timeout_s: float) -> np.ndarray | None:
+    def get(self, timeout_s: float, max_events: int = 1) -> np.ndarray | None:
+        """The oldest batch, joined with the ones after it up to ``max_events`` (None: empty)."""
         with self._cond:
             if not self._items and timeout_s > 0:
                 self._cond.wait(timeout_s)
             if not self._items:
                 return None
-            batch = self._items.popleft()
-            self.events -= len(batch)
+            parts = [self._items.popleft()]
+            n = len(parts[0])
+            while self._items and n + len(self._items[0]) <= max_events:
+                parts.append(self._items.popleft())
+                n += len(parts[-1])
+            self.events -= n
             self._cond.notify_all()
-            return batch
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def empty(self) -> bool:
         return not self._items
@@ -162,7 +169,7 @@ class LiveSource(Source):
         try:
             while not is_cancelled():
                 self._handle_commands(model, post)
-                batch = self.batches.get(timeout_s=0.05)
+                batch = self.batches.get(timeout_s=0.05, max_events=FEED_EVENTS)
                 if batch is not None:
                     self._feed(model, batch)
                 now = time.monotonic()
