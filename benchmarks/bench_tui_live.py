@@ -192,8 +192,9 @@ def bench_storm(args) -> list[str]:
             f"{dash['storm_s']:.1f} s (untraced {untraced:.1f} s); BPF offered {offered:,} events, "
             f"lost {lost_bpf:,} in the kernel ring; the dashboard captured {dash['captured_events']:,},"
             f" fed the model {dash['fed_events']:,}, screen shows lost {dash['lost_events']:,}; "
-            f"{dash['pictures_drawn']} pictures (snapshots {dash['snapshot_s']:.1f} s, drawing "
-            f"{dash['draw_s']:.1f} s); queue peak {dash['queue_peak_events']:,}/"
+            f"{dash['pictures_drawn']} pictures; CPU time: capture {dash['capture_cpu_s']:.1f} s, "
+            f"model feed {dash['feed_cpu_s']:.1f} s, snapshots {dash['snapshot_s']:.1f} s, drawing "
+            f"{dash['draw_s']:.1f} s; queue peak {dash['queue_peak_events']:,}/"
             f"{dash['queue_bound_events']:,} events, capture waited {dash['capture_wait_s']:.1f} s; "
             f"RSS idle {dash['rss_idle_kb'] // 1024} MB, peak {dash['rss_peak_kb'] // 1024} MB "
             f"(load average {load0} at start)")

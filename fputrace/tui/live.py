@@ -71,13 +71,14 @@ class SessionProducer:
         self.session.__exit__(None, None, None)
 
 
-def open_live_producer(mode: str = "auto") -> SessionProducer:
+def open_live_producer(mode: str = "auto", **options) -> SessionProducer:
+    """``options``: more ``CaptureOptions`` (buffer_pages, pid, comm, ...)."""
     try:
         from ..capture import CaptureOptions, CaptureSession
     except ImportError as err:
         raise CaptureError(f"live capture is not available in this installation ({err})") from None
     print(f"fputrace: compiling and attaching probes (mode {mode})...", file=sys.stderr, flush=True)
-    session = CaptureSession(CaptureOptions(mode=mode))
+    session = CaptureSession(CaptureOptions(mode=mode, **options))
     session.__enter__()
     return SessionProducer(session)
 
@@ -141,6 +142,9 @@ class LiveSource(Source):
         self.batches = BatchQueue(queue_events)
         self.captured_events = 0
         self.fed_events = 0
+        self.unfed_at_exit = 0                # still queued when the dashboard quit
+        self.capture_cpu_s = 0.0              # CPU time of the capture thread (polls, reorder)
+        self.feed_cpu_s = 0.0                 # CPU time of the worker in model.feed
         self.first_ts_ns = 0
         self._stop = threading.Event()
         self._writer_factory = writer_factory or _default_writer_factory
@@ -156,6 +160,7 @@ class LiveSource(Source):
                 for batch in self.producer.poll(0.05):
                     if len(batch) and self.batches.put(batch, self._stop):
                         self.captured_events += len(batch)
+                self.capture_cpu_s = time.thread_time()
         except Exception as err:  # noqa: BLE001 -- shown to the user, the dashboard stays up
             self.capture_error = f"capture stopped: {err}"
         finally:
@@ -184,14 +189,18 @@ class LiveSource(Source):
         finally:
             self._stop.set()
             capture.join(timeout=5)
+            while (batch := self.batches.get(0)) is not None:    # quitting: counted, not fed
+                self.unfed_at_exit += len(batch)
             self._close_writer()
 
     def stats(self) -> dict:
         out = super().stats()
         out.update(captured_events=self.captured_events, fed_events=self.fed_events,
+                   unfed_at_exit=self.unfed_at_exit,
                    queue_bound_events=self.batches.max_events,
                    queue_peak_events=self.batches.peak_events,
                    capture_wait_s=round(self.batches.wait_s, 3),
+                   capture_cpu_s=round(self.capture_cpu_s, 3), feed_cpu_s=round(self.feed_cpu_s, 3),
                    bpf_counters=getattr(self.producer, "counters", {}))
         return out
 
@@ -203,7 +212,9 @@ class LiveSource(Source):
     def _feed(self, model, batch: np.ndarray) -> None:
         if not self.first_ts_ns:
             self.first_ts_ns = int(batch["ts_ns"][0])
+        t0 = time.thread_time()
         model.feed(batch)
+        self.feed_cpu_s += time.thread_time() - t0
         self.fed_events += len(batch)
         if self._writer is not None:
             self._writer.write(batch)

@@ -52,7 +52,9 @@ def default_model_factory(meta: dict) -> Callable[[], ModelLike]:
 
 class PicturePacer:
     """When the next picture may be taken. The worker asks ``due``; ``taken`` records what the
-    snapshot cost; the UI calls ``drawn`` (from its own thread) with what drawing it cost."""
+    snapshot cost (wall time: the worker feeds nothing meanwhile); the UI calls ``drawn`` (from its
+    own thread) with what drawing it cost (that thread's CPU time: its wall time includes waiting
+    for the worker, which is feeding)."""
 
     def __init__(self, hz: float, share: float = PICTURE_SHARE, max_stale_s: float = MAX_STALE_S):
         self.period_s = 1.0 / hz
