@@ -15,6 +15,7 @@ import pytest
 from fputrace.model import Model
 from fputrace.recording import RecordingWriter, open_recording
 from fputrace.trace import load
+from fputrace.tui import replay
 from fputrace.tui.replay import EventCursor, FileBatches, ReplaySource, open_replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -82,8 +83,11 @@ def test_a_batch_read_by_offset_is_the_batch_the_stream_gives(recording):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("piece", [1 << 16, 3_000], ids=["whole-batches", "pieces"])
 @pytest.mark.parametrize("which", ["recording", "late_recording"])
-def test_the_cursor_hands_out_the_events_load_gives_in_the_same_order(which, request):
+def test_the_cursor_hands_out_the_events_load_gives_in_the_same_order(which, piece, request,
+                                                                       monkeypatch):
+    monkeypatch.setattr(replay, "PIECE_EVENTS", piece)      # batches decoded a slice at a time
     path = request.getfixturevalue(which)
     want = np.concatenate(list(load(path).batches()))
     rec = open_recording(path)
@@ -98,7 +102,7 @@ def test_the_cursor_hands_out_the_events_load_gives_in_the_same_order(which, req
             got.append(chunk)
             held = max(held, len(cursor.state.pending))
     assert np.array_equal(np.concatenate(got), want)
-    assert held <= 2 * largest              # bounded by a batch or two, never the whole file
+    assert held <= 2 * min(largest, piece)  # bounded by a piece or two, never the whole file
 
 
 def run_replay(src, until, timeout_s=60.0):
@@ -119,7 +123,9 @@ def at_rest(src, rel_ns):
 
 
 @pytest.mark.parametrize("which", ["recording", "late_recording"])
-def test_going_back_through_a_checkpoint_or_from_the_start_ends_in_the_same_state(which, request):
+def test_going_back_through_a_checkpoint_or_from_the_start_ends_in_the_same_state(which, request,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(replay, "PIECE_EVENTS", 3_000)      # checkpoints in the middle of batches
     path = request.getfixturevalue(which)
     src = open_replay(str(path), start_ns=None, playing=False, checkpoint_events=25_000)
     t0, end = src.t0_ns, src.duration_ns

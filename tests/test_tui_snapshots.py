@@ -46,9 +46,15 @@ async def task_view(pilot) -> None:
 
 
 async def help_screen(pilot) -> None:
+    from fputrace.tui.screens.help import HelpScreen
     await drawn(pilot)
     await pilot.press("question_mark")
+    for _ in range(200):                 # a loaded machine may take a while to push the screen
+        if isinstance(pilot.app.screen, HelpScreen):
+            break
+        await pilot.pause(0.05)
     await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

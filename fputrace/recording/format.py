@@ -156,13 +156,24 @@ def _column(batch: pa.RecordBatch, i: int) -> np.ndarray:
     return np.frombuffer(c.buffers()[1], dtype=dt, count=len(c), offset=c.offset * dt.itemsize)
 
 
+def _columns(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    return {name: _column(batch, i) for i, (name, _) in enumerate(SCHEMA_FIELDS)}
+
+
+def verify(batch: pa.RecordBatch, crc32: int) -> None:
+    """ChecksumError unless the batch's column data has this CRC-32 (a whole batch, not a slice)."""
+    if _crc(np.ascontiguousarray(c) for c in _columns(batch).values()) != crc32:
+        raise ChecksumError("checksum mismatch (the data was altered after it was written)")
+
+
 def decode(batch: pa.RecordBatch, base_ts_ns: int, crc32: int | None = None) -> np.ndarray:
-    """Record batch -> EVENT_DTYPE array (the inverse of ``encode``); checks ``crc32`` if given."""
+    """Record batch -> EVENT_DTYPE array (the inverse of ``encode``); checks ``crc32`` if given.
+    A slice of a batch decodes too: ``base_ts_ns`` is then the timestamp of the row before it."""
     n = batch.num_rows
     out = np.zeros(n, EVENT_DTYPE)
-    col = {name: _column(batch, i) for i, (name, _) in enumerate(SCHEMA_FIELDS)}
-    if crc32 is not None and _crc(np.ascontiguousarray(c) for c in col.values()) != crc32:
-        raise ChecksumError("checksum mismatch (the data was altered after it was written)")
+    col = _columns(batch)
+    if crc32 is not None:
+        verify(batch, crc32)
     if n == 0:
         return out
     np.cumsum(col["ts_delta_ns"], dtype=np.uint64, out=out["ts_ns"])

@@ -183,22 +183,29 @@ class Recording:
                                   "no base timestamp in its metadata") from None
         return BatchRef(m.offset, m.end, m.num_rows, base, crc)
 
-    def read_batch(self, ref: BatchRef, f=None) -> np.ndarray:
-        """The events of one batch (EVENT_DTYPE), read at its offset; ``f``: an open binary file of
-        this recording to read from (default: open it for this call). Plain reads, not a memory
-        map, so the file's pages never count as this process's memory."""
+    def load_batch(self, ref: BatchRef, f=None) -> "LoadedBatch":
+        """One batch read at its offset, checked, still in its compact columns (~26 bytes per
+        event) to decode a slice at a time; ``f``: an open binary file of this recording
+        (default: open it for this call). Plain reads, not a memory map, so the file's pages
+        never count as this process's memory."""
         try:
             if f is None:
                 with open(self.path, "rb") as own:
-                    return self.read_batch(ref, own)
+                    return self.load_batch(ref, own)
             f.seek(ref.offset)
             data = f.read(ref.end - ref.offset)
-            message = pa.ipc.read_message(pa.py_buffer(data))
-            rb = pa.ipc.read_record_batch(message, self._schema)
-            return fmt.decode(rb, ref.first_ts_ns, ref.crc32)
+            rb = pa.ipc.read_record_batch(pa.ipc.read_message(pa.py_buffer(data)), self._schema)
+            if ref.crc32 is not None:
+                fmt.verify(rb, ref.crc32)
+            return LoadedBatch(self.path, ref, rb)
         except (pa.ArrowException, OSError, ValueError, TypeError) as err:
-            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise FileFormatError(f"{self.path}: corrupt batch at byte {ref.offset}: {detail}") from None
+            raise FileFormatError(f"{self.path}: corrupt batch at byte {ref.offset}: {_first_line(err)}") \
+                from None
+
+    def read_batch(self, ref: BatchRef, f=None) -> np.ndarray:
+        """The events of one batch (EVENT_DTYPE), read at its offset (see ``load_batch``)."""
+        loaded = self.load_batch(ref, f)
+        return loaded.events(0, loaded.rows)
 
     def batches(self) -> Iterator[np.ndarray]:
         """Every complete batch as an EVENT_DTYPE array, in file order; memory bounded by one batch."""
@@ -223,6 +230,33 @@ class Recording:
     def read_all(self) -> np.ndarray:
         parts = list(self.batches())
         return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+class LoadedBatch:
+    """A batch in memory as Arrow columns; ``events(start, stop)`` decodes rows [start, stop)."""
+
+    def __init__(self, path: str, ref: BatchRef, rb: pa.RecordBatch) -> None:
+        self.path, self.ref, self._rb = path, ref, rb
+        self.rows = rb.num_rows
+        self._deltas = fmt._column(rb, 0)                       # ts_delta_ns, a view
+        self._next_row, self._next_base = 0, ref.first_ts_ns     # where the last slice ended
+
+    def events(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.rows)
+        if start != self._next_row:        # the timestamp of row start-1: base + deltas up to it
+            self._next_base = self.ref.first_ts_ns + int(self._deltas[:start].sum(dtype=np.uint64))
+        try:
+            out = fmt.decode(self._rb.slice(start, stop - start), self._next_base)
+        except (pa.ArrowException, ValueError, TypeError) as err:
+            raise FileFormatError(f"{self.path}: corrupt batch at byte {self.ref.offset}: "
+                                  f"{_first_line(err)}") from None
+        if len(out):
+            self._next_row, self._next_base = stop, int(out["ts_ns"][-1])
+        return out
 
 
 def open_recording(path, *, warn: bool = True) -> Recording:

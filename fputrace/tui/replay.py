@@ -30,11 +30,12 @@ from .sources import NS_PER_S, Source
 CHECKPOINT_EVENTS = 1 << 21      # a step back re-feeds at most this many events
 CHECKPOINT_BYTES = 64 << 20      # all checkpoints together; beyond it they are thinned out
 FEED_SLICE_S = 0.1
+PIECE_EVENTS = 1 << 16           # batches (up to 1M events) are decoded this many rows at a time
 _EMPTY = np.zeros(0, EVENT_DTYPE)
 
 
 class ArrayBatches:
-    """Batches held in memory (tests, small imports), with the face of ``Recording``'s index."""
+    """Batches held in memory (tests, small imports), with the face of ``FileBatches``."""
 
     def __init__(self, batches: Iterable[np.ndarray]) -> None:
         self._batches = [b if _sorted(b) else b[np.argsort(b["ts_ns"], kind="stable")]
@@ -45,36 +46,59 @@ class ArrayBatches:
     def __len__(self) -> int:
         return len(self._batches)
 
-    def read(self, i: int) -> np.ndarray:
-        return self._batches[i]
+    def rows(self, i: int) -> int:
+        return len(self._batches[i])
+
+    def piece(self, i: int, row: int) -> np.ndarray:
+        return self._batches[i][row:row + PIECE_EVENTS]
 
 
 class FileBatches:
-    """The batches of a recording file, read by offset when the cursor needs them."""
+    """The batches of a recording file, read by offset when the cursor needs them and decoded a
+    piece at a time: memory holds at most a couple of batches in their compact columns."""
 
     def __init__(self, recording) -> None:
         self.recording = recording
         self._refs = recording.index
         self._file = None
-        self._lock = threading.Lock()
+        self._loaded: dict[int, Any] = {}         # batch index -> LoadedBatch, the newest ones:
+        self._lock = threading.Lock()             # one, or two where batches overlap in time
+        self._keep = 2 if recording.meta.get("late_events") else 1
         self.first_ts = np.array([r.first_ts_ns for r in self._refs], np.int64)
         # the end of the trace: the last event of the batch that ends last (the last one, unless
         # the file has late events; then any batch could, and each is read once to find out)
         tail = range(len(self._refs)) if recording.meta.get("late_events") else \
             range(len(self._refs) - 1, len(self._refs))
-        self.last_ts_ns = max((int(self.read(i)["ts_ns"][-1]) for i in tail if i >= 0), default=0)
+        self.last_ts_ns = max((self._last_ts(i) for i in tail if i >= 0), default=0)
+        self._loaded.clear()
 
     def __len__(self) -> int:
         return len(self._refs)
 
-    def read(self, i: int) -> np.ndarray:
-        with self._lock:
+    def rows(self, i: int) -> int:
+        return self._refs[i].events
+
+    def _last_ts(self, i: int) -> int:
+        batch = self._load(i)
+        return int(batch.events(batch.rows - 1, batch.rows)["ts_ns"][-1])
+
+    def _load(self, i: int):
+        loaded = self._loaded.get(i)
+        if loaded is None:
             if self._file is None:
                 self._file = open(self.recording.path, "rb")
-            return self.recording.read_batch(self._refs[i], self._file)
+            while len(self._loaded) >= self._keep:          # before reading: one at a time
+                del self._loaded[next(iter(self._loaded))]
+            loaded = self._loaded[i] = self.recording.load_batch(self._refs[i], self._file)
+        return loaded
+
+    def piece(self, i: int, row: int) -> np.ndarray:
+        with self._lock:
+            return self._load(i).events(row, row + PIECE_EVENTS)
 
     def close(self) -> None:
         with self._lock:
+            self._loaded.clear()
             if self._file is not None:
                 self._file.close()
                 self._file = None
@@ -86,18 +110,32 @@ def _sorted(b: np.ndarray) -> bool:
 
 
 @dataclass
+class OpenBatch:
+    index: int                  # file-order batch index
+    row: int                    # next row to decode
+    frontier_ns: int            # timestamp of the last row decoded (rows are in time order)
+
+
+@dataclass
 class CursorState:
-    next: int                   # index into the time order of the next batch to read
-    pending: np.ndarray         # events read but not handed out yet, in time order
+    next: int                   # index into the time order of the next batch to open
+    open: list[OpenBatch]       # batches being read (one, unless batches overlap in time)
+    pending: np.ndarray         # events decoded but not handed out yet, in time order
     source: np.ndarray          # the file-order batch index of each pending event
     done_ns: int                # every event at or before this time has been handed out
     handed: int                 # events handed out so far
 
+    def copy(self) -> CursorState:
+        return CursorState(self.next, [OpenBatch(o.index, o.row, o.frontier_ns) for o in self.open],
+                           self.pending.copy(), self.source.copy(), self.done_ns, self.handed)
+
 
 class EventCursor:
     """The events of a batch store in the time order ``fputrace.load`` gives them (stable by file
-    position for equal timestamps), handed out in chunks up to a time. Batches are read in order
-    of their first timestamp and merged only when they overlap (files with late events)."""
+    position for equal timestamps), handed out in chunks of at most a piece up to a time.
+    Batches are opened in order of their first timestamp and read a piece at a time; an event
+    is handed out once no batch still being read, nor any batch not opened yet, can hold an
+    earlier one. Batches overlap only in files with late events; then their pieces are merged."""
 
     def __init__(self, store) -> None:
         self.store = store
@@ -105,52 +143,56 @@ class EventCursor:
         self.reset()
 
     def reset(self) -> None:
-        self.state = CursorState(0, _EMPTY, np.zeros(0, np.int32), -1, 0)
+        self.state = CursorState(0, [], _EMPTY, np.zeros(0, np.int32), -1, 0)
 
     def save(self) -> CursorState:
-        s = self.state
-        return CursorState(s.next, s.pending.copy(), s.source.copy(), s.done_ns, s.handed)
+        return self.state.copy()
 
     def restore(self, state: CursorState) -> None:
-        self.state = CursorState(state.next, state.pending, state.source, state.done_ns,
-                                 state.handed)
+        self.state = state.copy()
 
     def next_chunk(self, until_ns: int) -> np.ndarray | None:
         """The next events at or before ``until_ns`` (None when there are no more)."""
-        s = self.state
-        first_ts = self.store.first_ts
-        while s.next < len(self.order) and first_ts[self.order[s.next]] <= until_ns:
-            i = int(self.order[s.next])
-            s.next += 1
-            self._merge(self.store.read(i), i)
-            # events before the next batch's start are final: hand them out batch by batch
-            if s.next < len(self.order):
-                limit = min(until_ns, int(first_ts[self.order[s.next]]) - 1)
-                chunk = self._take(limit)
-                if chunk is not None:
-                    return chunk
-        chunk = self._take(until_ns)
-        s.done_ns = max(s.done_ns, until_ns)
-        return chunk
+        s, first_ts = self.state, self.store.first_ts
+        while True:
+            while s.next < len(self.order) and first_ts[self.order[s.next]] <= until_ns:
+                i = int(self.order[s.next])
+                s.open.append(OpenBatch(i, 0, int(first_ts[i])))
+                s.next += 1
+            s.open = [o for o in s.open if o.row < self.store.rows(o.index)]
+            limit = min([until_ns] + [o.frontier_ns - 1 for o in s.open])
+            chunk = self._take(limit)
+            if chunk is not None:
+                return chunk
+            unread = [o for o in s.open if o.frontier_ns <= until_ns]
+            if not unread:
+                s.done_ns = max(s.done_ns, until_ns)
+                return None
+            o = min(unread, key=lambda o: o.frontier_ns)
+            piece = self.store.piece(o.index, o.row)
+            o.row += len(piece)
+            o.frontier_ns = int(piece["ts_ns"][-1])
+            self._merge(piece, o.index)
 
-    def _merge(self, batch: np.ndarray, i: int) -> None:
+    def _merge(self, piece: np.ndarray, i: int) -> None:
         s = self.state
-        src = np.full(len(batch), i, np.int32)
+        src = np.full(len(piece), i, np.int32)
         if not len(s.pending):
-            s.pending, s.source = batch, src
+            s.pending, s.source = piece, src
             return
-        pending = np.concatenate([s.pending, batch])
+        pending = np.concatenate([s.pending, piece])
         source = np.concatenate([s.source, src])
-        if int(s.pending["ts_ns"][-1]) > int(batch["ts_ns"][0]):       # they overlap
+        if int(s.pending["ts_ns"][-1]) > int(piece["ts_ns"][0]):       # they overlap
             order = np.lexsort((source, pending["ts_ns"]))             # stable: rows keep order
             pending, source = pending[order], source[order]
         s.pending, s.source = pending, source
 
     def _take(self, limit_ns: int) -> np.ndarray | None:
         s = self.state
-        k = int(np.searchsorted(s.pending["ts_ns"], np.uint64(max(limit_ns, 0)), side="right")) \
-            if limit_ns >= 0 else 0
-        s.done_ns = max(s.done_ns, limit_ns)
+        if limit_ns < 0:
+            return None
+        s.done_ns = max(s.done_ns, limit_ns)     # nothing unread can be at or before the limit
+        k = int(np.searchsorted(s.pending["ts_ns"], np.uint64(limit_ns), side="right"))
         if k == 0:
             return None
         chunk = s.pending[:k]
@@ -250,8 +292,7 @@ class ReplaySource(Source):
         model = clone_model(cp.model) if cp is not None else None
         if model is not None:
             self.model = model
-            self.cursor.restore(CursorState(cp.cursor.next, cp.cursor.pending, cp.cursor.source,
-                                            cp.cursor.done_ns, cp.cursor.handed))
+            self.cursor.restore(cp.cursor)
             self.position_ns = max(0, cp.at_ns - self.t0_ns)
             self.restores += 1
         else:
@@ -303,7 +344,7 @@ class ReplaySource(Source):
             self.checkpoint_events = 0
 
     def _remember(self, ts: np.ndarray) -> None:
-        self._recent.append(ts)
+        self._recent.append(ts.copy())            # a copy: a view would keep its piece alive
         lo = int(ts[-1]) - NS_PER_S
         while len(self._recent) > 1 and int(self._recent[0][-1]) <= lo:
             self._recent.popleft()
