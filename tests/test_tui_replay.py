@@ -175,3 +175,20 @@ def test_playing_faster_than_the_model_follows_plays_as_fast_as_it_can(recording
     assert len(positions) >= 3                         # pictures on the way, not only at the end
     assert positions == sorted(positions) and positions[-1] == src.duration_ns
     assert src.fed_events == sum(r.events for r in open_recording(recording).index)
+
+
+def test_a_model_copy_goes_its_own_way(recording):
+    """Model.copy() (what a checkpoint holds): feeding the copy leaves the original untouched, and
+    the copy fed the rest ends where a model fed everything does."""
+    batches = list(load(recording).batches())
+    half = len(batches) // 2
+    original = Model(load(recording).meta)
+    for b in batches[:half]:
+        original.feed(b)
+    before = report_json(original)
+    clone = original.copy()
+    for b in batches[half:]:
+        clone.feed(b)
+    assert report_json(original) == before
+    assert report_json(clone) == report_json(model_of(recording))
+    assert clone.snapshot(10 * S).cpus == model_of(recording).snapshot(10 * S).cpus

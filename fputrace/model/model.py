@@ -185,6 +185,21 @@ class Model:
         with self.lock:
             return self.view(final=False).owners()
 
+    def copy(self) -> "Model":
+        """An independent copy of the analysis so far (the dashboard's replay keeps copies as
+        checkpoints to go back in time). Sinks added with ``add_sink`` are not copied: the copy
+        has none, apart from its own copy of ``history``."""
+        import copy as _copy
+        with self.lock:
+            clone = _copy.copy(self)
+            clone._state = self._state.copy()
+            clone._kept = list(self._kept)               # (rows are never changed in place)
+            clone._out = OutBuffers()
+            clone.lock = threading.Lock()
+            clone.history = _copy.deepcopy(self.history)
+            clone._sinks = [clone.history] if clone.history is not None else []
+            return clone
+
     # ------------------------------------------------------------ names
 
     def caller_name(self, addr: int) -> str:

@@ -210,7 +210,10 @@ class Checkpoint:
 
 
 def clone_model(model):
-    """A deep copy of a model (its lock replaced by a fresh one); None if it cannot be copied."""
+    """An independent copy of a model: ``Model.copy()``; a model without one (a test's stand-in)
+    is deep-copied, its locks replaced by fresh ones. None if it cannot be copied."""
+    if hasattr(model, "copy"):
+        return model.copy()
     locks = {id(v): threading.Lock() for v in vars(model).values()
              if isinstance(v, type(threading.Lock()))}
     try:
