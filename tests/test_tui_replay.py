@@ -164,10 +164,15 @@ def test_checkpoints_stay_within_their_memory_budget(recording):
 
 
 def test_playing_faster_than_the_model_follows_plays_as_fast_as_it_can(recording):
-    """At a speed no model follows the clock runs from where feeding got to: pictures keep coming
-    and the position only ever moves forward to the end."""
-    src = ReplaySource(FileBatches(open_recording(recording)), open_recording(recording).meta,
-                       start_ns=0, playing=True, speed=1e6)
+    """At a speed the model cannot follow (here: one that takes 3 µs an event) the clock runs
+    from where feeding got to: pictures keep coming and the position only moves forward."""
+    class SlowModel(Model):
+        def feed(self, batch):
+            time.sleep(len(batch) * 3e-6)
+            super().feed(batch)
+    meta = open_recording(recording).meta
+    src = ReplaySource(FileBatches(open_recording(recording)), meta, start_ns=0, playing=True,
+                       speed=1e6, model_factory=lambda: SlowModel(meta))
     def at_end(msgs):
         return any(getattr(m, "status", None) and m.status.finished for m in msgs)
     msgs = run_replay(src, at_end)
