@@ -10,7 +10,7 @@
         1 B XRSTOR inferred            # flags: "inferred"
     ''')
 
-Fields: ``[@ts] cpu task KIND [args]``. Args by kind: SWITCH next [blocked|preempted];
+Fields: ``[@ts] cpu task KIND [args]``. Args by kind: SWITCH next [blocked|preempted|zombie];
 XSAVE/XRSTOR [xf=N] [cause=NAME]; KFPU_BEGIN/END [caller=ADDR]; FORK child [tgid=N];
 KVM_FPU 1|0; LOST n. Task names must be declared (``task``/``kthread``) or be numbers.
 """
@@ -60,7 +60,8 @@ def build(text: str, step_ns: int = 1000) -> np.ndarray:
         a0 = a1 = 0
         if kind == Kind.SWITCH:
             a0 = tid_of(pos[0])[0]
-            a1 = 1 if (len(pos) > 1 and pos[1] == "blocked") else 0
+            state = pos[1] if len(pos) > 1 else "preempted"      # prev_state (TASK_REPORT bits)
+            a1 = {"blocked": 1, "preempted": 0, "zombie": 0x20}[state]
         elif kind in (Kind.XSAVE, Kind.XRSTOR):
             a0 = int(kv.get("xf", "0"), 0)
             causes = XsaveCause if kind == Kind.XSAVE else XrstorCause

@@ -63,6 +63,36 @@ def test_task_detail_counts_avoidable_restores_by_cause():
         ("XSAVE", "kfpu"): 0, ("XRSTOR", "kfpu_end"): 1}
 
 
+def test_an_exiting_task_preempted_on_its_way_out_stays_one_task():
+    """After sched_process_exit a task can be preempted (its FPU state still there: saved) and run
+    again; its last switch is the one with prev_state EXIT_ZOMBIE. It stays one task (the first
+    switch-out after EXIT made a new, never-ending generation of it) and retires."""
+    meta = dict(PROBES, modes=dict(PROBES["modes"],
+                                   switch={"attach": "tracepoint:sched:sched_switch", "exact": True}))
+    m = fed("""
+        task A 100
+        task B 200
+        0 A USER_RETURN
+        0 A XRSTOR
+        0 A EXIT
+        0 A SWITCH B preempted
+        0 A XSAVE
+        0 B USER_RETURN
+        0 B XRSTOR
+        0 B SWITCH A preempted
+        0 B XSAVE
+        0 A SWITCH B zombie
+        0 B USER_RETURN
+        0 B XRSTOR
+    """, meta)
+    d = m.task_detail(100)
+    assert {(r.kind, r.cause): r.count for r in d.causes.itertuples()} == {
+        ("XSAVE", "switch"): 1, ("XRSTOR", "user_return"): 1}
+    rows = m.view().task_counts()
+    assert sorted(rows["generation"][rows["tid"] == 100].tolist()) == [0]
+    assert m.stats()["retired_tasks"] == 1 and m.estimate().self_check == 1.0
+
+
 def test_task_timeline_has_memory_and_kernel_fpu_states():
     """A restores on CPU 1, blocks (saved), B runs, A comes back on CPU 0 and uses the kernel FPU:
     regs:1, then memory while B holds the registers, regs:0 after its restore, kernel-fpu during

@@ -126,6 +126,17 @@ static int64_t new_task(struct fpt_engine *e, int64_t tid)
 	return t;
 }
 
+/* No event can name task t again (it exited and switched out for good, or its tid was taken by a
+ * new task): its counts are final, it retires once nothing refers to it. */
+static inline void task_gone(struct fpt_engine *e, int64_t t)
+{
+	if (e->tasks[t].gone)
+		return;
+	e->tasks[t].gone = 1;
+	if (e->retire_queue)
+		e->retire_queue[e->nretire++] = t;
+}
+
 /* The current generation of tid (a new one after EXIT + final switch-out). */
 static inline int64_t get_task(struct fpt_engine *e, int64_t tid)
 {
@@ -403,7 +414,7 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 			if (nxt_new)
 				N->first_ts = ts;
 			N->last_ts = ts;
-			hold(e, c, FPT_SWITCH, t, nxt, 0, is_new);
+			hold(e, c, FPT_SWITCH, t, nxt, (int64_t)x->a1, 0, is_new);
 			T->n.state = T->dead == 0 ? FPT_ST_SLEEPING : FPT_ST_EXITED;
 			N->n.state = FPT_ST_KERNEL;
 			N->n.last_cpu = c;
@@ -416,7 +427,7 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 		case FPT_KFPU_BEGIN:
 			if (e->ur_assumed)             /* (before its registers are taken: see set_owner) */
 				apply_user_return(e, c, t);
-			hold(e, c, FPT_KFPU_BEGIN, t, -1, inferred, is_new);
+			hold(e, c, FPT_KFPU_BEGIN, t, -1, 0, inferred, is_new);
 			C[c].kfpu_open = 1;
 			C[c].kfpu_ts = ts;
 			C[c].kfpu_caller = (int64_t)x->a1;
@@ -428,7 +439,7 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 			C[c].unknown = 0;
 			break;
 		case FPT_KFPU_END: {
-			hold(e, c, FPT_KFPU_END, t, -1, inferred, is_new);
+			hold(e, c, FPT_KFPU_END, t, -1, 0, inferred, is_new);
 			int64_t dur = -1, inf = inferred, caller = 0;
 			if (C[c].kfpu_open) {
 				caller = C[c].kfpu_caller;   /* sections are keyed by the begin's caller */
@@ -478,7 +489,7 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 		}
 		case FPT_USER_RETURN:
 			e->has_ur_events = 1;
-			hold(e, c, FPT_USER_RETURN, t, -1, inferred, is_new);
+			hold(e, c, FPT_USER_RETURN, t, -1, 0, inferred, is_new);
 			C[c].cur = t;
 			break;
 		case FPT_XSAVE: {
@@ -563,8 +574,11 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 		case FPT_FORK: {
 			const int64_t child_tid = (int64_t)(x->a0 & 0xffffffff);
 			int64_t ch = e->tids[child_tid].slot;
-			if (ch < 0 || e->tasks[ch].first_ts >= 0)  /* a named-only entry is this child */
+			if (ch < 0 || e->tasks[ch].first_ts >= 0) {  /* a named-only entry is this child */
+				if (ch >= 0)
+					task_gone(e, ch);   /* its tid is the child's now */
 				ch = new_task(e, child_tid);
+			}
 			struct fpt_task *H = &e->tasks[ch];
 			T = &e->tasks[t];
 			if (out->task_id)

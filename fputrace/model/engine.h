@@ -29,6 +29,10 @@
 #define FPT_OWN_KERNEL  (-2)
 #define FPT_OWN_UNKNOWN (-3)
 
+/* SWITCH a1 (prev_state, TASK_REPORT bits) of an exited task's last switch: EXIT_DEAD|EXIT_ZOMBIE.
+ * After sched_process_exit a task may still be preempted and run again before that switch. */
+#define FPT_EXITED_STATES 0x30
+
 /* task state at its last event (report column `state`) */
 #define FPT_ST_UNKNOWN  0
 #define FPT_ST_USER     1
@@ -103,7 +107,8 @@ struct fpt_task {
 	int64_t xfeat;              /* last known xfeatures (0: none yet) */
 	int64_t xbytes;             /* bytes and class of xfeat (cached) */
 	int64_t xclass;
-	int64_t dead;               /* 1: exited; 2: exited and switched out (may retire) */
+	int64_t dead;               /* 1: exited; 2: exited and switched out */
+	int64_t gone;               /* no event can name it any more: queued to retire */
 	int64_t owner_cpu;          /* CPU whose registers hold its user state, -1 */
 	int64_t pending_cause;      /* measured: restored ahead of use, by cause + 1; 0: no */
 	int64_t pending_bytes;
@@ -134,6 +139,7 @@ struct fpt_cpu {
 	int64_t pend_saved;
 	int64_t pend_inferred;
 	int64_t pend_new;
+	int64_t pend_arg;           /* SWITCH: prev_state */
 	int64_t last_kind;
 	int64_t last_task;
 	int64_t xsave;
@@ -217,6 +223,7 @@ struct fpt_engine {
 	int64_t has_ur_events;      /* USER_RETURN is observed (switch_fpu_return probed) */
 	int64_t ur_assumed;         /* eager kernel, no USER_RETURN: assume one before losing regs */
 	int64_t kfpu_exact;         /* kernel_fpu_begin probed exactly */
+	int64_t exit_states;        /* SWITCH prev_state has the exit bits (sched_switch sources) */
 	int64_t full_mask;          /* the kernel's enabled mask (XCR0 | XSS) */
 	int64_t class_mask[FPT_NCLASS];
 	int64_t xsize[64];          /* bytes per component (CPUID leaf 0xD) */

@@ -23,7 +23,7 @@ from .policies import DEFAULT_POLICIES, POLICIES, recorded_policy, resolve
 from .sinks import OutBuffers, Sink
 from .state import ROWS_NONE, EngineState
 from .structs import concat, take
-from .tables import ModelView, rank
+from .tables import ModelView, primary_key, rank
 
 COMPACT_EVERY = 4096                 # rows of exited tasks gathered before cutting to top N
 FEED_STEP = 1 << 16                  # events per engine call (sinks see chunks of at most this)
@@ -61,10 +61,15 @@ class Model:
             rec_deferred=rp != "eager", has_ur_events=has_ur,
             ur_assumed=rp == "eager" and not has_ur,
             kfpu_exact=_modes_have(self.meta, "kfpu_begin") and bool(kfpu_mode.get("exact")),
+            # sched_switch's prev_state tells an exited task's last switch from a preemption on
+            # its way out (else: the first switch-out after EXIT is the last)
+            exit_states="sched_switch" in str(((self.meta.get("modes") or {}).get("switch") or {})
+                                              .get("attach", "")),
             xsizes=sizes, full_mask=mask, ncpu=int(self.meta.get("nr_cpus") or 1))
         self.top, self.pid, self.sort = top, pid, sort
         self._kept: list[np.ndarray] = []          # rows of exited tasks (TASK_COUNTS)
         self._kept_n = 0
+        self._cut = None                            # the N-th kept row's primary_key, once known
         self._sinks: list[Sink] = []
         self._out = OutBuffers()
         self.lock = threading.Lock()
@@ -115,11 +120,17 @@ class Model:
             return
         if self.pid is not None:
             rows = take(rows, (rows["tid"] == self.pid) | (rows["tgid"] == self.pid))
+        if self._cut is not None:            # below the N-th kept row already: never shown
+            rows = take(rows, primary_key(rows, self.sort, self.cost_model) >= self._cut)
+        if not len(rows):
+            return
         self._kept.append(rows)
         self._kept_n += len(rows)
         if self.top is not None and self._kept_n > self.top + COMPACT_EVERY:
-            self._kept = [self._kept_rows()]
-            self._kept_n = len(self._kept[0])
+            kept = self._kept_rows()
+            self._kept, self._kept_n = [kept], len(kept)
+            if self.top and len(kept) == self.top:
+                self._cut = primary_key(kept[-1:], self.sort, self.cost_model)[0]
 
     def _kept_rows(self) -> np.ndarray:
         if not self._kept:

@@ -194,10 +194,11 @@ static void flush_pending(struct fpt_engine *e, int64_t c, int restored)
 		}
 		for (int p = 0; p < npol; p++)
 			policy_switch(e, p, c, a, b);
-		if (a >= 0 && e->tasks[a].dead == 1) {
-			e->tasks[a].dead = 2;       /* exited and switched out: its tid may be reused now */
-			if (e->retire_queue)
-				e->retire_queue[e->nretire++] = a;
+		/* exited and switched out for good (not just preempted on its way out): gone */
+		if (a >= 0 && e->tasks[a].dead == 1
+		    && (!e->exit_states || (C->pend_arg & FPT_EXITED_STATES))) {
+			e->tasks[a].dead = 2;       /* its tid may be reused now */
+			task_gone(e, a);
 		}
 	} else if (pk == FPT_KFPU_BEGIN) {
 		if (is_user(e, a) && ((deferred_evidence && saved) || C->pend_inferred || e->ur_assumed))
@@ -231,7 +232,7 @@ static inline void flush_elsewhere(struct fpt_engine *e, int64_t c, int64_t t)
 }
 
 static inline void hold(struct fpt_engine *e, int64_t c, int64_t kind, int64_t a, int64_t b,
-			int64_t inferred, int64_t is_new)
+			int64_t arg, int64_t inferred, int64_t is_new)
 {
 	e->tasks[a].pend_cpu = c + 1;
 	if (b >= 0)
@@ -243,4 +244,5 @@ static inline void hold(struct fpt_engine *e, int64_t c, int64_t kind, int64_t a
 	C->pend_saved = 0;
 	C->pend_inferred = inferred;
 	C->pend_new = is_new;
+	C->pend_arg = arg;
 }

@@ -23,7 +23,8 @@ class EngineState:
     ARRAYS = ("tasks", "free_slots", "retire_queue", "tids", "cpus", "callers", "caller_hash")
 
     def __init__(self, *, policies, rec_policy: int, rec_deferred: bool, has_ur_events: bool,
-                 ur_assumed: bool, kfpu_exact: bool, xsizes, full_mask: int, ncpu: int):
+                 ur_assumed: bool, kfpu_exact: bool, exit_states: bool, xsizes, full_mask: int,
+                 ncpu: int):
         self.e = np.zeros(1, S.ENGINE)
         e = self.e[0]
         e["npol"] = len(policies)
@@ -35,6 +36,7 @@ class EngineState:
         e["has_ur_events"] = int(has_ur_events)
         e["ur_assumed"] = int(ur_assumed)
         e["kfpu_exact"] = int(kfpu_exact)
+        e["exit_states"] = int(exit_states)
         e["full_mask"] = full_mask
         e["class_mask"][:] = [mask for _, mask in S.XSTATE_CLASSES]
         e["xsize"][:] = xsizes
@@ -46,6 +48,7 @@ class EngineState:
         self.cpus = np.zeros(0, S.CPU)
         self.callers = np.zeros(16, S.CALLER)
         self.caller_hash = np.zeros(64, np.int64)
+        self._rows = np.zeros(64, S.TASK_COUNTS)       # retired rows come out here
         self._grow_tids(1024)
         self._grow_cpus(max(1, ncpu))
         self.e["ncpu"] = max(1, ncpu)
@@ -134,10 +137,12 @@ class EngineState:
             return ROWS_NONE
         parts = []
         while True:
-            rows = np.zeros(max(16, int(self.e["nretire"][0])), S.TASK_COUNTS)
-            k = lib().fpt_retire(self.ptr, rows.ctypes.data, len(rows))
-            parts.append(rows[:k])
-            if k < len(rows):
+            need = int(self.e["nretire"][0])
+            if len(self._rows) < need:          # (reused: fresh pages cost more than the rows)
+                self._rows = np.zeros(max(need, 2 * len(self._rows)), S.TASK_COUNTS)
+            k = lib().fpt_retire(self.ptr, self._rows.ctypes.data, len(self._rows))
+            parts.append(S.take(self._rows, np.arange(k)))     # a copy (the buffer is reused)
+            if k < len(self._rows):
                 break
         return S.concat(parts) if len(parts) > 1 else parts[0]
 
@@ -155,6 +160,7 @@ class EngineState:
         clone.e = self.e.copy()
         for name in self.ARRAYS:
             setattr(clone, name, getattr(self, name).copy())
+        clone._rows = np.zeros(64, S.TASK_COUNTS)
         clone._wire()
         return clone
 

@@ -50,7 +50,7 @@ TASK_COUNTS = np.dtype([
 POLICY_STATE = np.dtype([("need_load", I8), ("pending_bytes", I8), ("last_cpu", I8)])
 
 TASK = np.dtype([
-    ("xfeat", I8), ("xbytes", I8), ("xclass", I8), ("dead", I8), ("owner_cpu", I8),
+    ("xfeat", I8), ("xbytes", I8), ("xclass", I8), ("dead", I8), ("gone", I8), ("owner_cpu", I8),
     ("pending_cause", I8), ("pending_bytes", I8), ("pend_cpu", I8), ("first_ts", I8),
     ("last_ts", I8), ("ps", POLICY_STATE, (NPOL,)), ("n", TASK_COUNTS),
 ])
@@ -61,7 +61,7 @@ CPU = np.dtype([
     ("cur", I8), ("owner", I8), ("unknown", I8), ("kfpu_open", I8), ("kfpu_ts", I8),
     ("kfpu_caller", I8), ("kfpu_inferred", I8), ("pend_kind", I8), ("pend_a", I8),
     ("pend_b", I8), ("pend_saved", I8), ("pend_inferred", I8), ("pend_new", I8),
-    ("last_kind", I8), ("last_task", I8), ("xsave", I8), ("xrstor", I8), ("kfpu_sections", I8),
+    ("pend_arg", I8), ("last_kind", I8), ("last_task", I8), ("xsave", I8), ("xrstor", I8), ("kfpu_sections", I8),
     ("lost", I8), ("kvm", I8), ("policy_owner", I8, (NPOL,)),
 ])
 
@@ -91,7 +91,7 @@ ENGINE = np.dtype([
     ("need", I8), ("need_arg", I8),
     ("npol", I8), ("policy_eager", I8, (NPOL,)), ("policy_validity", I8, (NPOL,)),
     ("rec_policy", I8), ("rec_deferred", I8), ("has_ur_events", I8), ("ur_assumed", I8),
-    ("kfpu_exact", I8), ("full_mask", I8), ("class_mask", I8, (NCLASS,)), ("xsize", I8, (64,)),
+    ("kfpu_exact", I8), ("exit_states", I8), ("full_mask", I8), ("class_mask", I8, (NCLASS,)), ("xsize", I8, (64,)),
     ("next_uid", I8), ("nevents", I8), ("first_ts", I8), ("last_ts", I8), ("lost", I8),
     ("inferred", I8), ("gap", I8), ("unexplained", I8), ("kfpu_untimed", I8),
     ("unseen_saves", I8), ("hist", I8, (NHIST,)),
@@ -114,7 +114,8 @@ def _opaque(a: np.ndarray) -> np.ndarray:
 
 
 def take(a: np.ndarray, idx) -> np.ndarray:
-    """a[idx] for arrays of the dtypes above, at memcpy speed."""
+    """a[idx] for arrays of the dtypes above, at memcpy speed (a copy for a mask or positions,
+    a view for a slice, as numpy's own indexing)."""
     return _opaque(a)[idx].view(a.dtype)
 
 

@@ -56,6 +56,18 @@ def rank(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
     return np.lexsort(keys)
 
 
+def primary_key(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
+    """The first key of ``rank`` (larger ranks first): rows whose key is below the N-th kept
+    row's can never be among the first N."""
+    if sort == "xsave":
+        return counts["xsave"].sum(axis=1)
+    if sort == "bytes":
+        return counts["xsave_class_bytes"].sum(axis=1) + counts["xrstor_class_bytes"].sum(axis=1)
+    if sort == "cycles":
+        return task_cycles(counts, cost)
+    return class_rank(counts["xfeatures_seen"])
+
+
 def task_cycles(counts: np.ndarray, cost) -> np.ndarray:
     """Cycles of each task's measured saves and restores, each class at its calibrated set."""
     return np.asarray(cost.charge(counts["xsave_class"], counts["xrstor_class"]), dtype=float)

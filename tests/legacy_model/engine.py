@@ -302,7 +302,7 @@ def flush_pending(c, restored, PP, PC, PT, T, C, S, FS):
                 unseen_kfpu_save(c, a, PP, PC, PT, T, S, FS)
         for p in range(npol):
             pol_switch(p, c, a, b, PP, PC, PT, T, FS, full)
-        if a >= 0 and T[a, TF_DEAD] == 1:
+        if a >= 0 and T[a, TF_DEAD] == 1 and (S[S_EXIT_STATES] == 0 or (C[c, CF_PEND_ARG] & 0x30) != 0):
             T[a, TF_DEAD] = 2             # exited and switched out: its tid may be reused now
     elif pk == K_KFPU_BEGIN:
         if is_user(T, a) and ((deferred_evidence and saved != 0) or C[c, CF_PEND_INF] != 0
@@ -335,7 +335,7 @@ def flush_elsewhere(c, t, PP, PC, PT, T, C, S, FS):
 
 
 @njit(cache=True, inline="always")
-def hold(c, kind, a, b, inferred, is_new, C, T):
+def hold(c, kind, a, b, inferred, is_new, C, T, arg=0):
     T[a, TF_PEND_CPU] = c + 1
     if b >= 0:
         T[b, TF_PEND_CPU] = c + 1
@@ -345,6 +345,7 @@ def hold(c, kind, a, b, inferred, is_new, C, T):
     C[c, CF_PEND_SAVED] = 0
     C[c, CF_PEND_INF] = inferred
     C[c, CF_PEND_NEW] = is_new
+    C[c, CF_PEND_ARG] = arg
 
 
 @njit(cache=True, inline="always")
@@ -455,7 +456,7 @@ def run_batch(ts, kind, cpu, tid, tgid, a0, a1, flags, caller_idx, start, out_id
             if nxt_new:
                 T[nxt, TF_FIRST_TS] = t_ns
             T[nxt, TF_LAST_TS] = t_ns
-            hold(c, K_SWITCH, t, nxt, 0, is_new, C, T)
+            hold(c, K_SWITCH, t, nxt, 0, is_new, C, T, np.int64(a1[i]))
             if T[t, TF_DEAD] == 0:
                 T[t, TF_STATE] = ST_SLEEPING
             else:

@@ -18,7 +18,7 @@ from . import engine
 from .cost import CostModel, load_cost_model, xstate_table
 from .layout import (CA_HIST, NCA, NCF, NHIST, NPF, NS, NTF, OWN_UNKNOWN, OWNER_RING, PP_EAGER,
                      PP_VALIDITY, RATE_SLOTS, S_FIRST_TS, S_FULL_MASK, S_HAS_UR_EVENTS, S_KFPU_EXACT, S_NPOL,
-                     S_NTASKS, S_REC_DEFERRED, S_REC_POLICY, S_UR_ASSUMED, CF_CUR, CF_OWNER,
+                     S_NTASKS, S_REC_DEFERRED, S_REC_POLICY, S_UR_ASSUMED, S_EXIT_STATES, CF_CUR, CF_OWNER,
                      CF_UNKNOWN, CF_PEND_KIND, TF_KTHREAD, TF_TGID, CF_KFPU_CALLER)
 from .policies import DEFAULT_POLICIES, resolve, recorded_policy
 
@@ -71,6 +71,9 @@ class Model:
         kfpu_mode = (self.meta.get("modes") or {}).get("kfpu_begin") or {}
         S[S_KFPU_EXACT] = int(_modes_have(self.meta, "kfpu_begin") and bool(kfpu_mode.get("exact")))
         S[S_UR_ASSUMED] = int(rp == "eager" and not S[S_HAS_UR_EVENTS])
+        # (added with the C engine: an exited task's last switch is the one with an exit state)
+        S[S_EXIT_STATES] = int("sched_switch" in str(((self.meta.get("modes") or {}).get("switch")
+                                                      or {}).get("attach", "")))
         self._slot = np.full(1024, -1, dtype=np.int64)
         self._T = np.zeros((256, NTF), dtype=np.int64)
         self._PT = np.zeros((npol, 256, NPF), dtype=np.int64)
