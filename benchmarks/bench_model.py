@@ -5,6 +5,7 @@ tasks alive, not the trace).
     .venv/bin/python benchmarks/bench_model.py --events 5000000 --churn   # tasks fork and exit
     .venv/bin/python benchmarks/bench_model.py --file storm.fpt          # a real recording
     .venv/bin/python benchmarks/bench_model.py --events 5000000 --history  # + the dashboard's sink
+    .venv/bin/python benchmarks/bench_model.py --startup                 # fputrace report, start to output
 
 Generated events come from the simulated kernel in ``bench_model_tracegen`` in chunks; only the
 model's ``feed`` is timed (generation and file decoding are not: ``--file`` decodes every batch
@@ -44,6 +45,33 @@ def batches(a):
     return gen.meta(), gen.chunks(a.events, a.chunk), "generated" + (" churn" if a.churn else "")
 
 
+def startup(runs: int) -> int:
+    """`fputrace report fputrace/data/demo.fpt` as a user runs it: wall time from exec to the end
+    of its output, and its CPU time, over ``runs`` fresh processes (no warm Python state)."""
+    import statistics
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    exe = Path(sys.executable).parent / "fputrace"
+    cmd = [str(exe), "report", str(root / "fputrace" / "data" / "demo.fpt")]
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        assert "fputrace report:" in out
+    load = os.getloadavg()[0]
+    print(json.dumps({"command": " ".join(cmd[1:]), "runs": runs, "wall_s_min": round(min(walls), 3),
+                      "wall_s_median": round(statistics.median(walls), 3),
+                      "cpu_s_median": round(statistics.median(cpus), 3), "load_avg_1m": round(load, 2)}))
+    print(f"startup: fputrace report fputrace/data/demo.fpt: {min(walls):.2f} s wall (min of {runs}, "
+          f"median {statistics.median(walls):.2f} s), {statistics.median(cpus):.2f} s of CPU "
+          f"(load {load:.2f})", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +90,12 @@ def main() -> int:
                    help="with the dashboard's recent-activity sink (owner strips, rates)")
     p.add_argument("--top", type=int, default=20,
                    help="rows of exited tasks the model keeps (the report's --top; 0: none)")
+    p.add_argument("--startup", action="store_true",
+                   help="time `fputrace report` on the bundled recording instead (start to output)")
+    p.add_argument("--runs", type=int, default=5, help="with --startup: processes to time")
     a = p.parse_args()
+    if a.startup:
+        return startup(a.runs)
 
     from fputrace.model import Model
     meta, chunks, label = batches(a)
