@@ -83,8 +83,10 @@ def render_report(rep, top: int | None = 20, pid: int | None = None, sort: str =
         con.print(_table("kernel FPU callers", tab["kfpu_callers"].head(top or None),
                          ["caller", "sections", "inferred_sections", "total_ns", "max_ns",
                           "p50_ns", "p99_ns"]))
-    if len(tab["kfpu_hist"]):
-        con.print(_table("kernel FPU section lengths", tab["kfpu_hist"], ["lo_ns", "hi_ns", "count"]))
+    if len(tab["kfpu_hist"]):              # bcc-style log2 histogram (one implementation: export/)
+        from ..export.log2hist import log2_hist
+        con.print("kernel FPU section lengths (preemption off), timed sections:")
+        con.print("\n".join(log2_hist(tab["kfpu_hist"])), markup=False, highlight=False)
     con.print("exactness:")
     for k, v in rep.exactness.items():
         con.print(f"  {k}: {v}")
