@@ -15,7 +15,7 @@ from . import __version__
 from .errors import FputraceError
 
 # Order is the order of ``fputrace --help``.
-COMMANDS = ["record", "report", "estimate", "import", "export", "calibrate", "doctor", "tui", "demo"]
+COMMANDS = ["record", "report", "estimate", "import", "export", "stat", "exporter", "calibrate", "doctor", "tui", "demo"]
 
 EXAMPLES = """examples:
     sudo fputrace                          # live dashboard of this host
@@ -23,6 +23,9 @@ EXAMPLES = """examples:
     fputrace report run.fpt --top 20       # who saved and restored FPU state, and why
     fputrace estimate run.fpt              # eager vs deferred restore on this workload
     fputrace tui run.fpt                   # replay a recording in the dashboard
+    sudo fputrace stat -I 1000             # plain-text counts every second (scripts, no TTY)
+    sudo fputrace exporter                 # Prometheus metrics on http://127.0.0.1:9477/metrics
+    fputrace export run.fpt -o run.parquet # one row per event, for DuckDB / Spark
     sudo fputrace doctor                   # can this host be traced, and how?
 """
 
