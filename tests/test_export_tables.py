@@ -245,6 +245,7 @@ def test_parquet_read_by_duckdb_equals_the_report(tmp_path):
     for host, rows in got.groupby("host"):
         assert rows.xsave.sum() == tot["xsave"] and rows.xrstor.sum() == tot["xrstor"], host
         assert rows.kfpu_sections.sum() == tot["kfpu_sections"]
+        assert rows["bytes"].sum() == tot["xsave_bytes"] + tot["xrstor_bytes"]
         assert round(rows.kfpu_ms.sum() * 1e6) == rep.per_task.kfpu_ns.sum()
     # per task instead of per name (a task renamed at exec is one row of the report)
     by_tid = con.execute(query.replace("host, comm,", "host, tid,")).df()
@@ -273,9 +274,20 @@ def test_parquet_columns_names_and_metadata(tmp_path):
     for col in ("ts_ns", "cpu", "tid", "tgid", "a0", "a1", "inferred"):
         assert (df[col].to_numpy() == ev[col].to_numpy()).all(), col
     assert df["kind"].astype(str).tolist() == ev["kind"].astype(str).tolist()
-    xs = df[df.kind == "XSAVE"]
-    assert set(xs.cause) <= {"unknown", "switch", "kfpu", "sync", "fork", "signal", "kvm"}
+    rep = tr.report()
+    # causes, bytes and section lengths are the model's: the report's numbers, row by row summed
+    got = df[df.kind.isin(["XSAVE", "XRSTOR"])].groupby(["kind", "cause"], observed=True).size()
+    want = rep.per_cause.set_index(["kind", "cause"])["count"]
+    assert got.to_dict() == want.to_dict()
     assert df[~df.kind.isin(["XSAVE", "XRSTOR"])].cause.isna().all()
+    assert df[df.kind == "XSAVE"]["bytes"].sum() == rep.totals["xsave_bytes"]
+    assert df[df.kind == "XRSTOR"]["bytes"].sum() == rep.totals["xrstor_bytes"]
+    assert set(df.xstate_class.dropna()) <= {"sse", "avx", "avx512", "amx"}
+    assert df.kfpu_ns.sum() == rep.per_task.kfpu_ns.sum()
+    assert df[df.kind != "KFPU_END"].kfpu_ns.isna().all()
+    gens = df.groupby(["tid", "generation"]).size().reset_index()[["tid", "generation"]]
+    assert set(map(tuple, rep.per_task[["tid", "generation"]].to_numpy().tolist())) <= \
+        set(map(tuple, gens.to_numpy().tolist()))
     kf = df[df.kind.isin(["KFPU_BEGIN", "KFPU_END"])]
     assert kf.caller.notna().all() and kf.caller.str.contains(r"\+0x").all()    # symbolised
     names = tr.tasks.set_index("tid").comm

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 
-HELP = "export a recording as Parquet or CSV (one row per event) for other tools"
+HELP = "export a recording as Parquet or CSV (one row per event) or as a Perfetto timeline"
 EXAMPLES = """examples:
     fputrace export run.fpt -o run.parquet                 # format from the extension
     fputrace export run.fpt --format csv -o run.csv        # the CSV that fputrace import reads
     fputrace export run.fpt --format csv -o - | head       # CSV to standard output
+    fputrace export run.fpt -o run.pftrace                 # open in https://ui.perfetto.dev
     duckdb -c "SELECT comm, count(*) FILTER (kind = 'XSAVE') AS xsave
                FROM 'run.parquet' GROUP BY comm ORDER BY xsave DESC LIMIT 10"
 
@@ -15,9 +16,12 @@ Parquet: ts_ns, cpu, tid, tgid, kind, cause, a0, a1, inferred, comm, kthread, ca
 the recording's meta is in the file's key-value metadata (fputrace.meta, JSON).
 CSV: ts_ns,cpu,tid,tgid,kind,a0,a1,comm,kthread,inferred; fputrace import rebuilds the same
 recording from it (see fputrace import --help).
+Perfetto: per CPU the FPU register owner over time, per task its kernel FPU sections and its
+XSAVE/XRSTOR (instants with cause, xfeatures, bytes), XSAVE/XRSTOR per second.
 """
 
-FORMATS = {"parquet": (".parquet", ".pq"), "csv": (".csv",)}
+FORMATS = {"parquet": (".parquet", ".pq"), "csv": (".csv",),
+           "perfetto": (".pftrace", ".perfetto-trace", ".perfetto")}
 
 
 def add_arguments(p) -> None:
@@ -72,12 +76,17 @@ def run(args) -> int:
         if fmt == "parquet":
             from ..export.parquet import write_parquet
             rows = write_parquet(trace, args.output)
-        else:
+        elif fmt == "csv":
             from ..export.csv import write_csv
             rows = write_csv(trace, args.output)
+        else:
+            from ..export.perfetto import write_perfetto
+            drawn = write_perfetto(trace, args.output)
+            rows = drawn["xsave"] + drawn["xrstor"] + drawn["sections"] + drawn["owner_slices"]
     except OSError as err:
         raise FputraceError(f"{args.output}: cannot write: {err.strerror or err}") from None
     if not args.quiet and args.output != "-":
         size = os.path.getsize(args.output)
-        print(f"fputrace: {rows:,} rows ({fmt}, {size:,} bytes) -> {args.output}", file=sys.stderr)
+        what = "events drawn" if fmt == "perfetto" else "rows"
+        print(f"fputrace: {rows:,} {what} ({fmt}, {size:,} bytes) -> {args.output}", file=sys.stderr)
     return 0

@@ -1,6 +1,8 @@
 """Views of the model and of recordings for other tools and for scripts (SPEC 2).
 
+    annotated.py  a recording fed through the model with its per-event annotations (Model.add_sink)
     parquet.py    one row per event, for DuckDB / Spark / Trino (``fputrace export --format parquet``)
+    perfetto.py   a Perfetto timeline: register owner per CPU, sections and saves per task, rates
     csv.py        the import format, so import -> export -> import is exact (``--format csv``)
     csv_plan.py   where each task-table record goes in that CSV (carried by a row, or explicit)
     rows.py       what the table exports share: kind and cause names, task names at each row

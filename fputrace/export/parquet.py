@@ -7,14 +7,19 @@ Columns (one row per event; COMM and TASK records are folded into ``comm`` and `
   tid       uint32   the task the event is about (SWITCH: the previous task)
   tgid      uint32   its process
   kind      string   SWITCH KFPU_BEGIN KFPU_END XSAVE XRSTOR USER_RETURN FORK EXEC EXIT KVM_FPU LOST
-  cause     string   XSAVE/XRSTOR only (else null): the cause the event itself carries, as the probe
-                     or the importer saw it (names as in the report: switch, kfpu, user_return, ...);
-                     ``unknown`` where the source could not tell. The report resolves those from
-                     context; this column does not (the model offers no per-event annotations yet)
+  cause     string   XSAVE/XRSTOR only (else null): the cause the model resolved for it, the one the
+                     report counts (switch, kfpu, user_return, ...; ``unknown`` where nothing in the
+                     trace tells). The cause the probe itself gave is in ``a1`` (events.py codes)
+  bytes     uint32   XSAVE/XRSTOR only: bytes it moved (legacy area and header plus every live
+                     component, XSAVES-style), as the report sums them; else 0
+  xstate_class string  XSAVE/XRSTOR only: sse, avx, avx512 or amx (its highest live component group)
+  kfpu_ns   int64    KFPU_END only: the section's length (preemption off) as the report times it;
+                     null where it has none (its begin was not seen, or it was inferred)
   a0, a1    uint64   the kind's arguments (fputrace/events.py: XSAVE/XRSTOR a0 = xfeatures)
   inferred  bool     the mode could not observe the event directly (SPEC 5.4)
   comm      string   the task's name at that moment (null if never named; a forked child has its
                      parent's name until it execs)
+  generation uint32  the task's generation (0, 1, ... when its tid is reused), as in the report
   kthread   bool     a kernel thread (no user FPU state)
   caller    string   KFPU_BEGIN/KFPU_END only: the kernel-FPU caller, symbolised from the
                      recording's ``symbols`` where it can be, else hex
@@ -24,7 +29,9 @@ The Parquet key-value metadata holds the recording's meta as JSON (``fputrace.me
 engines that read single keys, ``fputrace.host``, ``fputrace.kernel_release``,
 ``fputrace.recorded_policy``, ``fputrace.capture_mode``, ``fputrace.version``.
 
-Streaming: the recording is read batch by batch and written in row groups of about
+Every row is annotated by the model as it analyses the recording (``annotated.py``): the export
+tabulates what the model decided, so per-kind, per-cause, byte and kernel-FPU-time sums over the
+file are the report's numbers. Streaming: the recording is read batch by batch and written in row groups of about
 ``ROW_GROUP_ROWS`` rows, so memory stays bounded by one row group whatever the file's length.
 The file appears under its name only when complete (written aside, then renamed).
 """
@@ -39,16 +46,22 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..events import FLAG_INFERRED, TASK_KTHREAD, Kind, args_to_comm
-from .rows import Interned, PerTidValue, cause_names, is_task_record, kind_name
+from ..model.sinks import CLASS_NAMES
+from .annotated import annotated_chunks
+from .rows import XRSTOR_CAUSES, XSAVE_CAUSES, Interned, PerTidValue, is_task_record, kind_name
 
 ROW_GROUP_ROWS = 1 << 20
+# XSAVE causes are codes 0..7, XRSTOR causes 8..15 of one name table
+CAUSE_NAMES = ([XSAVE_CAUSES.get(c, "unknown") for c in range(8)]
+               + [XRSTOR_CAUSES.get(c, "unknown") for c in range(8)])
 FORMAT_TAG = "fputrace-events-parquet/1"
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema([
     ("ts_ns", pa.uint64()), ("cpu", pa.uint16()), ("tid", pa.uint32()), ("tgid", pa.uint32()),
-    ("kind", _DICT), ("cause", _DICT), ("a0", pa.uint64()), ("a1", pa.uint64()),
-    ("inferred", pa.bool_()), ("comm", _DICT), ("kthread", pa.bool_()), ("caller", _DICT),
+    ("kind", _DICT), ("cause", _DICT), ("bytes", pa.uint32()), ("xstate_class", _DICT),
+    ("kfpu_ns", pa.int64()), ("a0", pa.uint64()), ("a1", pa.uint64()), ("inferred", pa.bool_()),
+    ("comm", _DICT), ("generation", pa.uint32()), ("kthread", pa.bool_()), ("caller", _DICT),
     ("host", _DICT),
 ])
 
@@ -112,21 +125,60 @@ def caller_names(kind: np.ndarray, a1: np.ndarray, symbols: dict) -> np.ndarray:
     return out
 
 
-def event_table(b: np.ndarray, tasks: TaskColumns, symbols: dict, host: str | None) -> pa.Table:
+def _names(codes: np.ndarray, names: list[str]) -> pa.DictionaryArray:
+    """Small non-negative codes into ``names`` (-1 = null)."""
+    return _dict_column(codes.astype(np.int64), names)
+
+
+def _generation(chunk) -> np.ndarray:
+    if chunk.tasks.empty:
+        return np.zeros(len(chunk.task_id), np.uint32)
+    gen = chunk.tasks["generation"]
+    ids = chunk.task_id
+    return gen.reindex(ids).fillna(0).to_numpy(np.uint32)
+
+
+def _kfpu_ns(chunk, keep: np.ndarray) -> pa.Array:
+    """The model's section length on the KFPU_END row that closed it (timed sections only)."""
+    ev = chunk.events
+    out = np.zeros(len(ev), np.int64)
+    valid = np.zeros(len(ev), bool)
+    s = chunk.sections
+    timed = s[(s["begin_ns"] >= 0) & (s["inferred"] == 0)]
+    if len(timed):
+        length = {(int(c), int(e)): int(e - b) for c, e, b in
+                  zip(timed["cpu"], timed["end_ns"], timed["begin_ns"])}
+        for i in np.flatnonzero(ev["kind"] == Kind.KFPU_END).tolist():
+            d = length.get((int(ev["cpu"][i]), int(ev["ts_ns"][i])))
+            if d is not None:
+                out[i], valid[i] = d, True
+    return pa.array(out[keep], mask=~valid[keep])
+
+
+def event_table(chunk, tasks: TaskColumns, symbols: dict, host: str | None) -> pa.Table:
+    """One annotated chunk (``annotated.Chunk``) as rows of SCHEMA."""
+    b = chunk.events
     comm_codes, kthread = tasks.batch(b)
     keep = ~is_task_record(b["kind"])
     ev = b[keep]
     kind = ev["kind"]
     uniq_kinds, kinv = np.unique(kind, return_inverse=True)
     n = len(ev)
+    cause = chunk.cause[keep].astype(np.int64)
+    is_save = kind == Kind.XSAVE
+    cause_code = np.where(cause < 0, -1, np.where(is_save, cause, cause + 8))
     return pa.Table.from_arrays([
         pa.array(ev["ts_ns"]), pa.array(ev["cpu"]), pa.array(ev["tid"]), pa.array(ev["tgid"]),
         pa.DictionaryArray.from_arrays(pa.array(kinv.astype(np.int32)),
                                        pa.array([kind_name(k) for k in uniq_kinds.tolist()], pa.string())),
-        _object_dict_column(cause_names(kind, ev["a1"])),
+        _names(cause_code, CAUSE_NAMES),
+        pa.array(chunk.nbytes[keep].astype(np.uint32)),
+        _names(chunk.xclass[keep], list(CLASS_NAMES)),
+        _kfpu_ns(chunk, keep),
         pa.array(ev["a0"]), pa.array(ev["a1"]),
         pa.array((ev["flags"] & FLAG_INFERRED) != 0),
         _dict_column(comm_codes[keep], tasks.names.values),
+        pa.array(_generation(chunk)[keep]),
         pa.array(kthread[keep] != 0),
         _object_dict_column(caller_names(kind, ev["a1"], symbols)),
         pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32), mask=np.full(n, host is None)),
@@ -160,8 +212,8 @@ def write_parquet(trace, out: str) -> int:
     pending_rows = 0
     try:
         with pq.ParquetWriter(tmp, SCHEMA.with_metadata(kv_metadata(meta)), compression="zstd") as w:
-            for b in trace.batches():
-                t = event_table(b, tasks, symbols, host)
+            for chunk in annotated_chunks(trace):
+                t = event_table(chunk, tasks, symbols, host)
                 pending.append(t)
                 pending_rows += t.num_rows
                 if pending_rows >= ROW_GROUP_ROWS:

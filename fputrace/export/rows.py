@@ -64,15 +64,3 @@ class PerTidValue:
             out[order[lo:hi]] = value
             self.current[tid] = value
         return out
-
-
-def cause_names(kind: np.ndarray, a1: np.ndarray) -> np.ndarray:
-    """Object array: the cause the event itself carries for XSAVE/XRSTOR rows, None elsewhere."""
-    out = np.full(len(kind), None, dtype=object)
-    for k, table in ((Kind.XSAVE, XSAVE_CAUSES), (Kind.XRSTOR, XRSTOR_CAUSES)):
-        m = kind == k
-        if m.any():
-            codes = a1[m]
-            names = np.array([table.get(c, "unknown") for c in range(8)] + ["unknown"], dtype=object)
-            out[m] = names[np.minimum(codes, 8).astype(np.int64)]
-    return out
