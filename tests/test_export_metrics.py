@@ -157,6 +157,20 @@ def test_counters_stay_monotonic_when_a_name_leaves_the_top_and_comes_back():
     assert last_seen == {"alpha": 21000, "beta": 5010, OTHER: 100 + 7 + 3}
 
 
+def test_a_name_with_stale_bytes_after_its_nul_is_one_label():
+    """The kernel's fork tracepoint copies the child's whole 16-byte comm buffer: bytes after the
+    NUL are stale. The model must end the name at the NUL (one task name, one label)."""
+    feed = _FedByHand({"nr_cpus": 1, "recorded_policy": "deferred"})
+    raw = np.zeros(1, EVENT_DTYPE)
+    raw["ts_ns"], raw["kind"], raw["tid"], raw["tgid"] = 10, Kind.COMM, 7, 7
+    raw["a0"], raw["a1"] = comm_to_args(b"fpt-pp\0\0stale!!")
+    feed.model.feed(np.concatenate([raw, _name(8, "fpt-pp", 11), _saves(7, 3, 100), _saves(8, 2, 200)]))
+    assert set(feed.report().per_task.comm) == {"fpt-pp"}
+    reg = CollectorRegistry()
+    reg.register(ModelCollector(feed, top_comms=5, top_callers=1))
+    assert by(scrape(reg)["fputrace_xsave_total"], "comm") == {"fpt-pp": 5, OTHER: 0}
+
+
 def test_bounded_labels_conserve_every_increase_under_random_traffic():
     rng = np.random.default_rng(7)
     labels = BoundedLabels(3, ["n"], half_life_s=10)

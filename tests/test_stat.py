@@ -122,15 +122,16 @@ def test_log2_hist_fills_gaps_between_buckets():
 @pytest.mark.live
 @pytest.mark.slow
 def test_live_stat_counts_a_known_workload(need_bcc, tmp_path):
-    """``fputrace stat --json -- CMD`` around the pipe ping-pong of tests/test_exporter.py: the two
-    processes are the busiest tasks, each with at least one switch save per message."""
+    """``fputrace stat --json -- CMD`` around the pipe ping-pong of tests/test_exporter.py: both
+    processes are among the busiest tasks listed (--top 20: other work on a shared host may be
+    busier), each with at least one switch save per message."""
     n = 3000
     script = tmp_path / "pingpong.py"
     script.write_text(PINGPONG)
     link = tmp_path / "fpt-pingpong"
     link.symlink_to(os.path.realpath(sys.executable))
     cpu = sorted(os.sched_getaffinity(0))[-1]
-    res = run_fputrace("stat", "--json", "--top", "5", "--mode", "tracepoint", "--",
+    res = run_fputrace("stat", "--json", "--top", "20", "--mode", "tracepoint", "--",
                        str(link), str(script), str(n), str(cpu), timeout=180)
     assert res.returncode == 0, res.stderr
     assert "Tracing FPU save/restore (mode: tracepoint)" in res.stderr

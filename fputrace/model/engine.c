@@ -354,6 +354,10 @@ int64_t fpt_feed(struct fpt_engine *e, const void *events, int64_t n, int64_t st
 			T->n.tgid = x->tgid;
 			memcpy(T->n.comm, &x->a0, 8);
 			memcpy(T->n.comm + 8, &x->a1, 8);   /* 16 bytes, NUL-padded unless full */
+			/* a fork's child_comm may hold stale bytes after the NUL: the name ends there */
+			char *nul = memchr(T->n.comm, 0, 16);
+			if (nul)
+				memset(nul, 0, 16 - (size_t)(nul - T->n.comm));
 			continue;
 		}
 		int64_t is_new = 0;              /* first sight of the task in an FPU/scheduler event */
