@@ -44,8 +44,8 @@ def test_version_matches_package():
 
 
 def test_analysis_runs_for_an_unprivileged_user_without_a_home():
-    """`fputrace report` needs no root; numba's compiled-code cache must not need a writable home
-    or a writable install (it falls back to a per-user temporary directory)."""
+    """`fputrace report` needs no root, nor a writable home or install: the model engine is built
+    by the install (else once into a per-user cache, falling back to a temporary directory)."""
     import os
     import pwd
     import shutil

@@ -150,3 +150,32 @@ def test_optimised_build_equals_an_unoptimised_one(tmp_path, monkeypatch):
         assert results() == optimised
     finally:
         native.lib.cache_clear()
+
+
+def _sources_in(tmp_path):
+    src = tmp_path / "model"
+    src.mkdir()
+    for name in build_engine.SOURCES:
+        shutil.copy(build_engine.HERE / name, src / name)
+    (tmp_path / "bpf").mkdir()
+    shutil.copy(build_engine.contract_header(), tmp_path / "bpf" / "fputrace.h")
+    return src
+
+
+def test_a_missing_engine_is_built_once_or_refused_in_one_line(tmp_path, monkeypatch):
+    """An install always has the library (hatch_build.py); an edited checkout gets it built on
+    first use into the package or a per-user cache; without a compiler: one clear error."""
+    src = _sources_in(tmp_path)
+    monkeypatch.setattr(build_engine, "HERE", src)
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "cache"])
+    monkeypatch.setattr(build_engine, "compiler", lambda: None)
+    with pytest.raises(native.EngineBuildError, match="no C compiler.*reinstall fputrace"):
+        native.library_path()
+    monkeypatch.undo()
+    if build_engine.compiler() is None:
+        pytest.skip("no C compiler (gcc) to build the engine")
+    monkeypatch.setattr(build_engine, "HERE", src)
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "cache"])
+    path = native.library_path()
+    assert path.parent == src and path.name == build_engine.library_name()
+    assert native.library_path() == path                  # found, not built again
