@@ -1,9 +1,9 @@
 """The compiled engine, loaded with ctypes: found beside the package (built at install time by
 hatch_build.py), else in a per-user cache, else built there now (once, ~1 s with gcc).
 
-Why C through ctypes (benchmarks/MODEL.md has the measurements): the loop runs ~10x faster than
-the numba version it replaced, loading takes ~1 ms instead of numba's ~0.5 s import, and no JIT
-compile ever stands between a fresh install and the first report. ctypes releases the GIL for the
+Why C through ctypes (benchmarks/MODEL.md has the measurements): the loop runs ~8x faster than
+the numba version it replaced, loading takes ~15 ms instead of numba's ~0.6 s (import and cache),
+and no JIT compile ever stands between a fresh install and the first report. ctypes releases the GIL for the
 call, so a worker thread can feed while the UI thread draws.
 """
 from __future__ import annotations
