@@ -8,7 +8,7 @@
         chunk.task_id       per row: the model's task id (-1 for LOST)
         chunk.owners        register-owner changes in the chunk (model.sinks OWNER_CHANGE rows)
         chunk.sections      kernel-FPU sections that ended in the chunk (SECTION rows)
-        chunk.tasks         task_id -> (tid, generation, tgid, comm, kthread) for every id above
+        chunk.tasks         task_id -> TaskName(tid, generation, tgid, comm, kthread), every id above
     model                   the model itself, for the report at the end
 
 This is the one way the exports read the model (``Model.add_sink``, fputrace/model/sinks.py):
@@ -18,12 +18,19 @@ one recording batch and its annotations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from ..model import Model
+
+
+class TaskName(NamedTuple):
+    tid: int
+    generation: int
+    tgid: int
+    comm: str
+    kthread: bool
 
 
 @dataclass
@@ -36,7 +43,7 @@ class Chunk:
     xclass: np.ndarray
     owners: np.ndarray
     sections: np.ndarray
-    tasks: pd.DataFrame          # indexed by task_id: tid, generation, tgid, comm, kthread
+    tasks: dict[int, TaskName]   # by task id
 
 
 class _Collector:
@@ -51,7 +58,9 @@ class _Collector:
         ids = np.unique(np.concatenate([out.task_id, out.other_task_id,
                                         out.owner_changes["task_id"], out.kfpu_sections["task_id"]]))
         ids = ids[ids >= 0]
-        tasks = self.model.task_identity(ids).set_index("task_id")
+        names = self.model.task_identity(ids)
+        tasks = {int(r.task_id): TaskName(int(r.tid), int(r.generation), int(r.tgid), str(r.comm),
+                                          bool(r.kthread)) for r in names.itertuples(index=False)}
         self.chunks.append(Chunk(batch, out.task_id.copy(), out.other_task_id.copy(),
                                  out.cause.copy(), out.nbytes.copy(), out.xclass.copy(),
                                  out.owner_changes.copy(), out.kfpu_sections.copy(), tasks))

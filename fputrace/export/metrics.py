@@ -77,9 +77,7 @@ class ModelCollector:
     # ------------------------------------------------------------------ one scrape
     def advance(self) -> None:
         rep = self.feed.report()
-        # before any task has FPU activity there is nothing to replay (and Model.estimate() of a
-        # model without tasks raises KeyError: reported to the model's owner)
-        est = self.feed.estimate() if len(rep.per_task) else None
+        est = self.feed.estimate()
         now = self.clock()
         iv = self.intervals.advance(rep, now)
         by_comm: dict[str, np.ndarray] = {}
@@ -97,7 +95,7 @@ class ModelCollector:
             self.lost[cpu] = self.lost.get(cpu, 0) + inc
         for k, v in iv.totals.items():
             self.totals[k] = self.totals.get(k, 0) + v
-        for name, row in (est.policies.iterrows() if est is not None else ()):
+        for name, row in est.policies.iterrows():
             cur = np.array([int(row[c]) for c in POLICY_COUNTERS], np.int64)
             self.policy_high[name] = np.maximum(self.policy_high.get(name, cur), cur)
         self._p99 = {r.caller: r.p99_ns / 1e9 for r in rep.kfpu_callers.itertuples()}
@@ -179,7 +177,7 @@ class ModelCollector:
         yield lost
         yield CounterMetricFamily("fputrace_unexplained_xrstor", "restores whose cause the capture "
                                   "mode could not see", value=self.totals.get("unexplained_xrstor", 0))
-        if est is not None and est.self_check is not None:
+        if est.self_check is not None:
             yield GaugeMetricFamily("fputrace_self_check_ratio", "replay under the recorded policy "
                                     "against the measured counts (1 = equal)", value=est.self_check)
         yield GaugeMetricFamily("fputrace_gap_flagged", "1 when some count crossed a lost-event gap",

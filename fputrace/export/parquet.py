@@ -131,11 +131,15 @@ def _names(codes: np.ndarray, names: list[str]) -> pa.DictionaryArray:
 
 
 def _generation(chunk) -> np.ndarray:
-    if chunk.tasks.empty:
+    """Per row: the generation of its task (0 for rows without one, e.g. LOST)."""
+    if not chunk.tasks:
         return np.zeros(len(chunk.task_id), np.uint32)
-    gen = chunk.tasks["generation"]
-    ids = chunk.task_id
-    return gen.reindex(ids).fillna(0).to_numpy(np.uint32)
+    ids = np.fromiter(chunk.tasks, np.int64, len(chunk.tasks))
+    gens = np.array([t.generation for t in chunk.tasks.values()], np.uint32)
+    order = np.argsort(ids)
+    ids, gens = ids[order], gens[order]
+    pos = np.clip(np.searchsorted(ids, chunk.task_id), 0, len(ids) - 1)
+    return np.where(ids[pos] == chunk.task_id, gens[pos], 0).astype(np.uint32)
 
 
 def _kfpu_ns(chunk, keep: np.ndarray) -> pa.Array:

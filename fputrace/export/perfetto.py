@@ -14,15 +14,14 @@ per-event causes and bytes as the model decided them):
 * counter tracks "XSAVE per second" and "XRSTOR per second".
 
 Timestamps are the recording's CLOCK_MONOTONIC nanoseconds: the first packet declares MONOTONIC
-the trace's clock, so they can be lined up with other traces of the same host. Event and argument
-names are interned. Packets are written chunk by chunk as the model analyses the recording
+the trace's clock, so they can be lined up with other traces of the same host. Event names,
+argument names and string argument values are interned. Packets are written chunk by chunk as the model analyses the recording
 (StreamingTraceProtoBuilder of the ``perfetto`` package), so memory stays bounded; Perfetto's
 trace processor sorts packets by time itself.
 """
 from __future__ import annotations
 
 import os
-import zlib
 
 import numpy as np
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
@@ -33,16 +32,11 @@ from ..model.sinks import CLASS_NAMES, OWNER_KINDS
 from .annotated import annotated_chunks
 from .rows import XRSTOR_CAUSES, XSAVE_CAUSES
 
-SEQUENCE_ID = 0x66707421                # "fpt!": one packet sequence for the whole file
+SEQUENCE_ID = 7                         # one packet sequence for the whole file
 MONOTONIC = pb.BuiltinClock.BUILTIN_CLOCK_MONOTONIC
-ROOT_OWNERS, XSAVE_RATE, XRSTOR_RATE = 1, 2, 3
+ROOT_OWNERS, XSAVE_RATE, XRSTOR_RATE = 1, 2, 3   # track uuids; the others are numbered from 16
+FIRST_UUID = 16
 NS = 1_000_000_000
-
-
-def _uuid(*key) -> int:
-    """A stable 63-bit track uuid from a key (tasks by tid and generation, CPUs by number)."""
-    raw = repr(key).encode()
-    return (zlib.crc32(raw) << 31 | zlib.adler32(raw) >> 1) & ((1 << 63) - 1) | 1 << 40
 
 
 class _Writer:
@@ -52,6 +46,7 @@ class _Writer:
         self.out = StreamingTraceProtoBuilder(f)
         self.names: dict[str, int] = {}
         self.arg_names: dict[str, int] = {}
+        self.arg_values: dict[str, int] = {}
         self.packets = 0
 
     def packet(self, ts: int | None = None) -> pb.TracePacket:
@@ -76,7 +71,11 @@ class _Writer:
         if iid is None:
             iid = table[text] = len(table) + 1
             entry = getattr(p.interned_data, field).add()
-            entry.iid, entry.name = iid, text
+            entry.iid = iid
+            if field == "debug_annotation_string_values":
+                entry.str = text.encode()
+            else:
+                entry.name = text
         return iid
 
     def event(self, ts: int, track: int, kind, name: str | None = None, args=()) -> None:
@@ -95,8 +94,9 @@ class _Writer:
                 a.uint_value = value
             elif isinstance(value, int):
                 a.int_value = value
-            else:
-                a.string_value = str(value)
+            else:                          # causes, classes, xfeatures: a few values, many times
+                a.string_value_iid = self._iid(self.arg_values, str(value), p,
+                                               "debug_annotation_string_values")
         self.write(p)
 
     def counter(self, ts: int, track: int, value: int) -> None:
@@ -140,6 +140,13 @@ class PerfettoExport:
         self.rate = [0, 0]
         self.last_ts = 0
         self.counts = {"xsave": 0, "xrstor": 0, "sections": 0, "owner_slices": 0}
+        self.uuids: dict[tuple, int] = {}       # small numbers: each event names its track
+
+    def _uuid(self, *key) -> int:
+        u = self.uuids.get(key)
+        if u is None:
+            u = self.uuids[key] = FIRST_UUID + len(self.uuids)
+        return u
 
     # ------------------------------------------------------------------ set-up
     def start(self, first_ts: int) -> None:
@@ -156,25 +163,24 @@ class PerfettoExport:
         self.w.track(XRSTOR_RATE, "XRSTOR per second", counter=True, rank=2)
 
     def _cpu_track(self, cpu: int) -> int:
-        uuid = _uuid("cpu", cpu)
+        uuid = self._uuid("cpu", cpu)
         if cpu not in self.cpus:
             self.cpus[cpu] = None
             self.w.track(uuid, f"CPU {cpu} FPU registers", parent=ROOT_OWNERS, rank=cpu)
         return uuid
 
     def _task_track(self, tasks, task_id: int, cpu: int) -> int:
-        t = tasks.loc[task_id]
-        tid, gen, tgid, comm = int(t.tid), int(t.generation), int(t.tgid), str(t.comm)
+        tid, gen, tgid, comm, _ = tasks[task_id]
         key = (tid, gen, cpu if tid == 0 else None)
         uuid = self.task_tracks.get(key)
         if uuid is None or self.task_names.get(key) != comm:
-            uuid = uuid or _uuid("task", *key)
+            uuid = uuid or self._uuid("task", *key)
             pid = tgid or tid
             if pid not in self.processes:
                 self.processes.add(pid)
-                self.w.track(_uuid("process", pid), process=(pid, comm))   # first task seen names it
+                self.w.track(self._uuid("process", pid), process=(pid, comm))   # first task seen names it
             name = f"swapper/{cpu}" if tid == 0 else comm
-            self.w.track(uuid, parent=_uuid("process", pid), thread=(pid, tid, name))
+            self.w.track(uuid, parent=self._uuid("process", pid), thread=(pid, tid, name))
             self.task_tracks[key], self.task_names[key] = uuid, comm
         return uuid
 
@@ -194,11 +200,11 @@ class PerfettoExport:
             if self.cpus[cpu] is not None:
                 self.w.event(ts, track, pb.TrackEvent.TYPE_SLICE_END)
             kind = OWNER_KINDS[int(o["owner"])]
-            if kind == "TASK" and int(o["task_id"]) in c.tasks.index:
-                t = c.tasks.loc[int(o["task_id"])]
+            t = c.tasks.get(int(o["task_id"])) if kind == "TASK" else None
+            if t is not None:
                 name = f"{t.comm} {int(o['tid'])}"
-                args = [("owner", "task"), ("tid", int(o["tid"])), ("tgid", int(t.tgid)),
-                        ("generation", int(t.generation))]
+                args = [("owner", "task"), ("tid", int(o["tid"])), ("tgid", t.tgid),
+                        ("generation", t.generation)]
             else:
                 name = kind.lower() if kind != "TASK" else f"task {int(o['tid'])}"
                 args = [("owner", kind.lower())]
@@ -215,7 +221,7 @@ class PerfettoExport:
     def _sections(self, c) -> None:
         for s in c.sections:
             task_id, cpu = int(s["task_id"]), int(s["cpu"])
-            if task_id not in c.tasks.index:
+            if task_id not in c.tasks:
                 continue
             track = self._task_track(c.tasks, task_id, cpu)
             caller = self._caller(int(s["caller"]))
@@ -235,20 +241,20 @@ class PerfettoExport:
         ev = c.events
         kinds = ev["kind"]
         rows = np.flatnonzero(((kinds == Kind.XSAVE) | (kinds == Kind.XRSTOR)) & (c.cause >= 0))
-        for i in rows.tolist():
-            e = ev[i]
-            ts, cpu = int(e["ts_ns"]), int(e["cpu"])
-            self._count(ts, int(e["kind"]) == Kind.XRSTOR)
-            task_id = int(c.task_id[i])
-            if task_id not in c.tasks.index:
+        sel = ev[rows]
+        columns = zip(sel["ts_ns"].tolist(), sel["cpu"].tolist(), sel["kind"].tolist(),
+                      sel["a0"].tolist(), sel["flags"].tolist(), c.task_id[rows].tolist(),
+                      c.cause[rows].tolist(), c.nbytes[rows].tolist(), c.xclass[rows].tolist())
+        for ts, cpu, kind, a0, flags, task_id, cause_code, nbytes, xclass in columns:
+            save = kind == Kind.XSAVE
+            self._count(ts, not save)
+            if task_id not in c.tasks:
                 continue
-            save = int(e["kind"]) == Kind.XSAVE
-            cause = (XSAVE_CAUSES if save else XRSTOR_CAUSES).get(int(c.cause[i]), "unknown")
-            args = [("cause", cause), ("xfeatures", f"0x{int(e['a0']):x}"), ("bytes", int(c.nbytes[i])),
-                    ("cpu", cpu)]
-            if c.xclass[i] >= 0:
-                args.append(("xstate_class", CLASS_NAMES[int(c.xclass[i])]))
-            if int(e["flags"]) & 1:
+            cause = (XSAVE_CAUSES if save else XRSTOR_CAUSES).get(cause_code, "unknown")
+            args = [("cause", cause), ("xfeatures", f"0x{a0:x}"), ("bytes", nbytes), ("cpu", cpu)]
+            if xclass >= 0:
+                args.append(("xstate_class", CLASS_NAMES[xclass]))
+            if flags & 1:
                 args.append(("inferred", True))
             self.w.event(ts, self._task_track(c.tasks, task_id, cpu), pb.TrackEvent.TYPE_INSTANT,
                          f"{'XSAVE' if save else 'XRSTOR'} {cause}", args)
@@ -273,7 +279,7 @@ class PerfettoExport:
     def finish(self) -> None:
         for cpu, name in self.cpus.items():
             if name is not None:
-                self.w.event(self.last_ts, _uuid("cpu", cpu), pb.TrackEvent.TYPE_SLICE_END)
+                self.w.event(self.last_ts, self._uuid("cpu", cpu), pb.TrackEvent.TYPE_SLICE_END)
         if self.rate_second is not None:
             self._flush_rate()
             self.w.counter(self.rate_second * NS, XSAVE_RATE, 0)
