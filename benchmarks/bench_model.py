@@ -99,7 +99,11 @@ def main() -> int:
 
     from fputrace.model import Model
     meta, chunks, label = batches(a)
-    model = Model(meta, history=a.history, top=a.top)
+    activity = None
+    if a.history:
+        from fputrace.tui.activity import RecentActivity
+        activity = RecentActivity()
+    model = Model(meta, activity=activity, top=a.top)
     rss_before = rss_mib()
     fed = 0
     feed_s = feed_cpu_s = 0.0

@@ -109,11 +109,11 @@ class Trace:
         df = pd.DataFrame(list(table.values()), columns=["tid", "tgid", "comm", "kthread"])
         return df.astype({"tid": "uint32", "tgid": "uint32", "kthread": bool}).sort_values("tid", ignore_index=True)
 
-    def model(self, *, history: bool = False, **model_kw):
+    def model(self, **model_kw):
         """A ``fputrace.model.Model`` of this recording's meta, fed with every batch (``top``,
-        ``pid``, ``policies``, ``cost_model``: as for Model; ``history``: the dashboard's)."""
+        ``pid``, ``sort``, ``policies``, ``cost_model``, ``activity``: as for Model)."""
         from .model import Model                        # the analysis lives in fputrace.model
-        model = Model(self.meta, history=history, **model_kw)
+        model = Model(self.meta, **model_kw)
         for batch in self.batches():
             model.feed(batch)
         return model

@@ -13,6 +13,7 @@ import pytest
 
 import fputrace
 from fputrace.model import Model
+from fputrace.tui.activity import RecentActivity
 from fputrace.recording import RecordingWriter
 from fputrace.tui.widgets.policy import render_footnote, render_policies
 from tests.scenario_builder import build
@@ -32,6 +33,7 @@ SPEC_EXAMPLE = """
 
 
 def fed(text: str, meta: dict = PROBES, **kw) -> Model:
+    kw.setdefault("activity", RecentActivity())       # the dashboard's sink (timelines)
     m = Model(meta, **kw)
     m.feed(build(text))
     return m
@@ -259,7 +261,7 @@ def test_memory_follows_tasks_alive_not_tasks_seen(top):
     from bench_model_tracegen import TraceGen
     g = TraceGen(cpus=4, tasks=64, seed=5, exits=True, churn=True)
     chunks = list(g.chunks(400_000, 1 << 14))
-    full, bounded = Model(g.meta(), history=False), Model(g.meta(), history=False, top=top)
+    full, bounded = Model(g.meta()), Model(g.meta(), top=top)
     peak = 0
     for b in chunks:
         full.feed(b)

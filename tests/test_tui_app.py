@@ -11,6 +11,7 @@ import pytest
 
 from fputrace.model import Model
 from fputrace.trace import load
+from fputrace.tui.activity import RecentActivity
 from fputrace.tui.app import FputraceApp
 from fputrace.tui.screens.dashboard import DashboardScreen
 from fputrace.tui.screens.help import HelpScreen
@@ -76,7 +77,7 @@ def demo_events():
 def model_at(at_ns: int) -> Model:
     """An independent model fed the same recording up to the same time: what the screen must show."""
     events, meta = demo_events()
-    model = Model(meta)
+    model = Model(meta, activity=RecentActivity())
     model.feed(events[events["ts_ns"] <= events["ts_ns"][0] + at_ns])
     return model
 

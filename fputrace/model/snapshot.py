@@ -81,5 +81,5 @@ class TaskDetail:
     causes: pd.DataFrame
     # where the task's user state was: start_ns, end_ns, state: "regs:<cpu>" (valid in that CPU's
     # registers), "kernel-fpu" (a kernel FPU section of the task runs; its user state is saved),
-    # "memory" (saved, in no registers); oldest first, as far back as the dashboard's history goes
+    # "memory" (saved, in no registers); oldest first, as far back as the dashboard's activity sink goes
     timeline: pd.DataFrame

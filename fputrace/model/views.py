@@ -1,7 +1,7 @@
 """Snapshot and TaskDetail for the dashboard (contract: ``snapshot.py``); cheap enough for 10 Hz.
 
 Counts come from the model's accessors (``tables.ModelView``); owner strips, rates and timelines
-from the dashboard's recent-activity sink (``history.RecentActivity``), when the model keeps one.
+from the recent-activity sink the dashboard hands the model (``fputrace.tui.activity``), if any.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pandas as pd
 
 from ..errors import FputraceError
 from .estimate import difference
-from .history import MAX_STRIP, RATE_SLOTS  # noqa: F401  (MAX_STRIP: part of the contract)
 from .snapshot import CpuView, OwnerInterval, PolicyView, Snapshot, TaskDetail
 from .structs import CLASS_NAMES, XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES
 
@@ -24,16 +23,18 @@ def _policy_view(name: str, r: dict) -> PolicyView:
                       int(r["bytes"]), float(r["cycles"]))
 
 
-def build_snapshot(view, history, window_ns: int) -> Snapshot:
+def build_snapshot(view, activity, window_ns: int) -> Snapshot:
     f = view.flags()
     now = view.now_ns
     lo = now - window_ns
-    seconds = max(1, min(RATE_SLOTS, int(window_ns // 1_000_000_000)))
+    seconds = max(1, int(window_ns // 1_000_000_000))
+    if activity is not None:
+        seconds = min(seconds, activity.rate_slots)
     cpus = []
     for c, (kind, tid, comm) in enumerate(view.cpu_owners()):
-        if history is not None:
-            strip = history.strip(c, lo, now)
-            xs, xr = history.rates(c, now, seconds)
+        if activity is not None:
+            strip = activity.strip(c, lo, now)
+            xs, xr = activity.rates(c, now, seconds)
         else:
             strip, xs, xr = (OwnerInterval(lo, now, "UNKNOWN"),), (0.0,) * seconds, (0.0,) * seconds
         cpus.append(CpuView(cpu=c, owner=kind, tid=tid, comm=comm if kind == "TASK" else "",
@@ -59,7 +60,7 @@ def build_snapshot(view, history, window_ns: int) -> Snapshot:
                     xrstor_fewer_pct=diff["xrstor_fewer_pct"] if diff else None)
 
 
-def build_task_detail(view, history, tid: int) -> TaskDetail:
+def build_task_detail(view, activity, tid: int) -> TaskDetail:
     n = view.newest(tid)                   # the newest generation of a reused tid
     if n is None:
         raise FputraceError(f"task {tid} does not appear in the trace")
@@ -69,8 +70,8 @@ def build_task_detail(view, history, tid: int) -> TaskDetail:
     causes = pd.DataFrame([r for r in rows if r[2] > 0],
                           columns=["kind", "cause", "count", "avoidable"])
     timeline = []
-    if history is not None:
-        timeline = history.timeline(int(n["uid"]), view.now_ns, user_state=not n["kthread"],
+    if activity is not None:
+        timeline = activity.timeline(int(n["uid"]), view.now_ns, user_state=not n["kthread"],
                                     alive=view.is_alive(int(n["uid"])))
     tl = pd.DataFrame(timeline, columns=["start_ns", "end_ns", "state"])
     return TaskDetail(tid=tid, tgid=int(n["tgid"]), comm=n["comm"].decode("utf-8", "replace"),

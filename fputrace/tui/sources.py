@@ -44,9 +44,11 @@ class SourceConfig:
 
 
 def default_model_factory(meta: dict) -> Callable[[], ModelLike]:
+    """The model with the dashboard's own sink for strips, rates and timelines."""
     def make() -> ModelLike:
         from ..model import Model
-        return Model(meta=meta)
+        from .activity import RecentActivity
+        return Model(meta=meta, activity=RecentActivity())
     return make
 
 

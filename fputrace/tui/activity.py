@@ -1,17 +1,21 @@
-"""``RecentActivity``: the dashboard's memory of the last seconds, kept by a sink (not the engine).
+"""``RecentActivity``: the dashboard's memory of the last seconds, a sink the dashboard owns.
 
-Per CPU: a ring of register-owner changes (for the owner strips and task timelines) and a ring of
-per-second XSAVE/XRSTOR counts (for the rate sparklines); one ring of recent kernel FPU sections
-(for the ``kernel-fpu`` state of a task's timeline). Bounded: memory does not grow with the trace.
+The model's engine keeps counts; what only a screen needs lives here, fed through
+``Model(meta, activity=RecentActivity())`` (which adds it with ``Model.add_sink``) from the
+annotations of every fed chunk (``fputrace.model.sinks.FeedOutput``). Per CPU: a ring of
+register-owner changes (for the owner strips and task timelines) and a ring of per-second
+XSAVE/XRSTOR counts (for the rate sparklines); one ring of recent kernel FPU sections (for the
+``kernel-fpu`` state of a task's timeline). Bounded: memory does not grow with the trace. The
+model's snapshot and task detail read it through ``strip``, ``rates`` and ``timeline``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..events import Kind
-from .sinks import FeedOutput
-from .snapshot import OwnerInterval
-from .structs import OWNER_CHANGE, OWNER_KINDS, SECTION
+from ..model.sinks import FeedOutput
+from ..model.snapshot import OwnerInterval
+from ..model.structs import OWNER_CHANGE, OWNER_KINDS, SECTION
 
 OWNER_RING = 1 << 14           # owner changes kept per CPU
 RATE_SLOTS = 1024              # seconds of XSAVE/XRSTOR rates kept per CPU
@@ -50,6 +54,8 @@ class _Ring:
 
 class RecentActivity:
     """A sink (``Model.add_sink``) that the snapshot and task-detail views read."""
+    rate_slots = RATE_SLOTS                 # the most seconds ``rates`` can give
+    rate_slots = RATE_SLOTS                 # the most seconds ``rates`` can give
 
     def __init__(self):
         self.owners: list[_Ring] = []
