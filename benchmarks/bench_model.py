@@ -103,7 +103,7 @@ def main() -> int:
     if a.history:
         from fputrace.tui.activity import RecentActivity
         activity = RecentActivity()
-    model = Model(meta, activity=activity, top=a.top)
+    model = Model(meta, history=activity, top=a.top)
     rss_before = rss_mib()
     fed = 0
     feed_s = feed_cpu_s = 0.0

@@ -111,7 +111,7 @@ class Trace:
 
     def model(self, **model_kw):
         """A ``fputrace.model.Model`` of this recording's meta, fed with every batch (``top``,
-        ``pid``, ``sort``, ``policies``, ``cost_model``, ``activity``: as for Model)."""
+        ``pid``, ``sort``, ``policies``, ``cost_model``, ``history``: as for Model)."""
         from .model import Model                        # the analysis lives in fputrace.model
         model = Model(self.meta, **model_kw)
         for batch in self.batches():

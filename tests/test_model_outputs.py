@@ -33,7 +33,7 @@ SPEC_EXAMPLE = """
 
 
 def fed(text: str, meta: dict = PROBES, **kw) -> Model:
-    kw.setdefault("activity", RecentActivity())       # the dashboard's sink (timelines)
+    kw.setdefault("history", RecentActivity())       # the dashboard's sink (timelines)
     m = Model(meta, **kw)
     m.feed(build(text))
     return m

@@ -15,7 +15,7 @@ from bench_model_tracegen import TraceGen  # noqa: E402
 
 
 def test_snapshot_of_the_spec_example():
-    m = Model(dict(PROBES, nr_cpus=2), activity=RecentActivity())
+    m = Model(dict(PROBES, nr_cpus=2), history=RecentActivity())
     m.feed(build("""
         task A 100
         @1000000 0 A KFPU_BEGIN
@@ -53,7 +53,7 @@ def test_snapshot_of_the_spec_example():
 
 def test_snapshot_stays_small_on_a_long_stream():
     g = TraceGen(cpus=4, tasks=64, seed=3, exits=False)
-    m = Model(g.meta(), activity=RecentActivity())
+    m = Model(g.meta(), history=RecentActivity())
     for b in g.chunks(300_000, 1 << 16):
         m.feed(b)
     s = m.snapshot()

@@ -77,7 +77,7 @@ def demo_events():
 def model_at(at_ns: int) -> Model:
     """An independent model fed the same recording up to the same time: what the screen must show."""
     events, meta = demo_events()
-    model = Model(meta, activity=RecentActivity())
+    model = Model(meta, history=RecentActivity())
     model.feed(events[events["ts_ns"] <= events["ts_ns"][0] + at_ns])
     return model
 

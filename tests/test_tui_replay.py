@@ -53,7 +53,7 @@ def report_json(model: Model) -> dict:
 def model_of(path, until_ns: int | None = None) -> Model:
     """The reference: ``fputrace.load``'s batches (whole-trace sort for late files), cut at a time."""
     tr = load(path)
-    model = Model(tr.meta, activity=RecentActivity())
+    model = Model(tr.meta, history=RecentActivity())
     for b in tr.batches():
         model.feed(b if until_ns is None else b[b["ts_ns"] <= until_ns])
     return model
@@ -188,7 +188,7 @@ def test_a_model_copy_goes_its_own_way(recording):
     the copy fed the rest ends where a model fed everything does."""
     batches = list(load(recording).batches())
     half = len(batches) // 2
-    original = Model(load(recording).meta, activity=RecentActivity())
+    original = Model(load(recording).meta, history=RecentActivity())
     for b in batches[:half]:
         original.feed(b)
     before = report_json(original)

@@ -8,7 +8,8 @@
 Files: engine.h/engine.c/replay.h (the C engine: state structs, the per-event pass, the policy
 replay), structs.py (their numpy mirror), native.py/build_engine.py (finding/building and loading
 the library), state.py (the arrays and the calls), model.py (Model), tables.py (accessors),
-report.py/estimate.py/views.py/text.py (what they become), history.py (the dashboard's sink).
+report.py/estimate.py/views.py/text.py (what they become). The dashboard's sink for owner strips,
+rates and timelines is its own: fputrace/tui/activity.py, handed over as ``Model(history=...)``.
 """
 from .cost import BUILTIN_DEFAULT, CostModel, load_cost_model
 from .model import Model

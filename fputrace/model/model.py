@@ -36,11 +36,12 @@ def _modes_have(meta: dict, logical: str) -> bool:
 
 class Model:
     def __init__(self, meta: dict | None = None, policies=DEFAULT_POLICIES,
-                 cost_model: CostModel | str | None = None, tasks=None, *, activity=None,
+                 cost_model: CostModel | str | None = None, tasks=None, *, history=None,
                  top: int | None = None, pid: int | None = None, sort: str = "xsave"):
-        """``activity``: a sink the caller owns that keeps what only a screen needs (owner strips,
+        """``history``: a sink the caller owns that keeps what only a screen needs (owner strips,
         rates, timelines: the dashboard's ``fputrace.tui.activity.RecentActivity``); snapshot and
-        task detail read it (without one, strips are UNKNOWN and timelines empty);
+        task detail read it (without one, or with a false value, strips are UNKNOWN and timelines
+        empty);
         ``top``/``pid``/``sort``: which exited tasks' rows to keep (the first ``top`` of ``pid``'s
         tasks in ``sort`` order, ``tables.rank``; above)."""
         self.meta = dict(meta or {})
@@ -75,9 +76,11 @@ class Model:
         self._sinks: list[Sink] = []
         self._out = OutBuffers()
         self.lock = threading.Lock()
-        self.activity = activity
-        if activity is not None:
-            self.add_sink(activity)
+        if history is True:
+            raise TypeError("history= takes the sink itself (fputrace.tui.activity.RecentActivity())")
+        self.history = history or None
+        if self.history is not None:
+            self.add_sink(self.history)
         if tasks is not None:
             self._preload_tasks(tasks)
 
@@ -172,12 +175,12 @@ class Model:
     def snapshot(self, window_ns: int = 30_000_000_000):
         from .views import build_snapshot
         with self.lock:
-            return build_snapshot(self.view(final=False), self.activity, window_ns)
+            return build_snapshot(self.view(final=False), self.history, window_ns)
 
     def task_detail(self, tid: int):
         from .views import build_task_detail
         with self.lock:
-            return build_task_detail(self.view(final=False), self.activity, tid)
+            return build_task_detail(self.view(final=False), self.history, tid)
 
     def task_identity(self, task_ids):
         """DataFrame (task_id, tid, generation, tgid, comm, kthread) for task ids of a sink's
@@ -199,7 +202,7 @@ class Model:
     def copy(self) -> "Model":
         """An independent copy of the analysis so far (the dashboard's replay keeps copies as
         checkpoints to go back in time). Sinks added with ``add_sink`` are not copied: the copy
-        has none, apart from its own copy of ``activity``."""
+        has none, apart from its own copy of ``history``."""
         import copy as _copy
         with self.lock:
             clone = _copy.copy(self)
@@ -207,8 +210,8 @@ class Model:
             clone._kept = list(self._kept)               # (rows are never changed in place)
             clone._out = OutBuffers()
             clone.lock = threading.Lock()
-            clone.activity = _copy.deepcopy(self.activity)
-            clone._sinks = [clone.activity] if clone.activity is not None else []
+            clone.history = _copy.deepcopy(self.history)
+            clone._sinks = [clone.history] if clone.history is not None else []
             return clone
 
     # ------------------------------------------------------------ names

@@ -23,18 +23,18 @@ def _policy_view(name: str, r: dict) -> PolicyView:
                       int(r["bytes"]), float(r["cycles"]))
 
 
-def build_snapshot(view, activity, window_ns: int) -> Snapshot:
+def build_snapshot(view, history, window_ns: int) -> Snapshot:
     f = view.flags()
     now = view.now_ns
     lo = now - window_ns
     seconds = max(1, int(window_ns // 1_000_000_000))
-    if activity is not None:
-        seconds = min(seconds, activity.rate_slots)
+    if history is not None:
+        seconds = min(seconds, history.rate_slots)
     cpus = []
     for c, (kind, tid, comm) in enumerate(view.cpu_owners()):
-        if activity is not None:
-            strip = activity.strip(c, lo, now)
-            xs, xr = activity.rates(c, now, seconds)
+        if history is not None:
+            strip = history.strip(c, lo, now)
+            xs, xr = history.rates(c, now, seconds)
         else:
             strip, xs, xr = (OwnerInterval(lo, now, "UNKNOWN"),), (0.0,) * seconds, (0.0,) * seconds
         cpus.append(CpuView(cpu=c, owner=kind, tid=tid, comm=comm if kind == "TASK" else "",
@@ -60,7 +60,7 @@ def build_snapshot(view, activity, window_ns: int) -> Snapshot:
                     xrstor_fewer_pct=diff["xrstor_fewer_pct"] if diff else None)
 
 
-def build_task_detail(view, activity, tid: int) -> TaskDetail:
+def build_task_detail(view, history, tid: int) -> TaskDetail:
     n = view.newest(tid)                   # the newest generation of a reused tid
     if n is None:
         raise FputraceError(f"task {tid} does not appear in the trace")
@@ -70,8 +70,8 @@ def build_task_detail(view, activity, tid: int) -> TaskDetail:
     causes = pd.DataFrame([r for r in rows if r[2] > 0],
                           columns=["kind", "cause", "count", "avoidable"])
     timeline = []
-    if activity is not None:
-        timeline = activity.timeline(int(n["uid"]), view.now_ns, user_state=not n["kthread"],
+    if history is not None:
+        timeline = history.timeline(int(n["uid"]), view.now_ns, user_state=not n["kthread"],
                                     alive=view.is_alive(int(n["uid"])))
     tl = pd.DataFrame(timeline, columns=["start_ns", "end_ns", "state"])
     return TaskDetail(tid=tid, tgid=int(n["tgid"]), comm=n["comm"].decode("utf-8", "replace"),

@@ -48,7 +48,7 @@ def default_model_factory(meta: dict) -> Callable[[], ModelLike]:
     def make() -> ModelLike:
         from ..model import Model
         from .activity import RecentActivity
-        return Model(meta=meta, activity=RecentActivity())
+        return Model(meta=meta, history=RecentActivity())
     return make
 
 
