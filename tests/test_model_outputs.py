@@ -296,3 +296,24 @@ def test_report_and_estimate_need_no_pandas(args):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["False", "False"]
+
+
+def test_a_task_table_names_tasks_before_any_event():
+    """Model(tasks=...) (a recording's task table: tid, tgid, comm, kthread) names tasks and marks
+    kernel threads before their first event; events then count as usual."""
+    import pandas as pd
+    table = pd.DataFrame({"tid": [100, 7], "tgid": [100, 7], "comm": ["sixteen-chars-ab", "kw"],
+                          "kthread": [False, True]})
+    m = Model(PROBES, tasks=table)
+    m.feed(build("""
+        0 100 USER_RETURN
+        0 100 XRSTOR
+        0 100 SWITCH 7 preempted
+        0 100 XSAVE
+        0 7 KFPU_BEGIN
+        0 7 KFPU_END
+    """))
+    rows = {r["tid"]: r for r in m.report().to_dict()["per_task"]}
+    assert (rows[100]["comm"], rows[100]["kthread"], rows[100]["xsave"]) == ("sixteen-chars-ab", False, 1)
+    assert (rows[7]["comm"], rows[7]["kthread"], rows[7]["kfpu_sections"], rows[7]["xsave"]) == (
+        "kw", True, 1, 0)

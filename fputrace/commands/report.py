@@ -35,7 +35,6 @@ def load_model(path, **model_kw):
 
 
 def run(args) -> int:
-    import json
     import sys
 
     from ..errors import UsageError
@@ -46,15 +45,12 @@ def run(args) -> int:
     model, meta = load_model(args.file, top=top, pid=args.pid, sort=args.sort)  # keeps the rows shown
     rep = model.report()
     if args.format == "json":
-        out = rep.to_dict(pid=args.pid, top=top, sort=args.sort)
-        out["file"] = str(args.file)
-        out["truncated"] = bool(meta.get("truncated"))
+        extra = {"file": str(args.file), "truncated": bool(meta.get("truncated"))}
         if meta.get("truncated"):
-            out["truncated_reason"] = meta.get("truncated_reason")
-        json.dump(out, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+            extra["truncated_reason"] = meta.get("truncated_reason")
+        rep.write_json(sys.stdout, pid=args.pid, top=top, sort=args.sort, **extra)
     elif args.format == "csv":
-        sys.stdout.write(rep.to_csv(pid=args.pid, top=top, sort=args.sort))
+        rep.write_csv(sys.stdout, pid=args.pid, top=top, sort=args.sort)
     else:
         if meta.get("truncated"):
             print(f"note: {args.file} is truncated ({meta.get('truncated_reason')}): "

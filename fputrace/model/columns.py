@@ -36,6 +36,8 @@ class Columns:
         for k, v in self.data.items():
             if isinstance(v, np.ndarray):
                 out[k] = v[index]
+            elif isinstance(index, slice):
+                out[k] = v[index]
             else:
                 out[k] = np.asarray(v, dtype=object)[index].tolist()
         return Columns(out, self.categories)
@@ -48,20 +50,34 @@ class Columns:
 
     def records(self) -> list[dict]:
         """One dict per row, Python scalars (for JSON)."""
-        cols = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in self.data.items()}
-        return [dict(zip(cols, row)) for row in zip(*cols.values())]
+        return list(self.iter_records())
 
-    def rows(self, names: list[str] | None = None):
+    def iter_records(self, chunk: int = 4096):
+        """``records`` a chunk at a time (a table of 400k rows stays numpy until written)."""
+        for lo in range(0, len(self), chunk):
+            part = self.take(slice(lo, lo + chunk))
+            cols = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v))
+                    for k, v in part.data.items()}
+            yield from (dict(zip(cols, row)) for row in zip(*cols.values()))
+
+    def rows(self, names: list[str] | None = None, chunk: int = 4096):
+        """Row tuples of the columns ``names``, converted a chunk at a time."""
         names = names or self.names
-        cols = [(self.data[k].tolist() if isinstance(self.data[k], np.ndarray) else self.data[k])
-                for k in names]
-        return zip(*cols)
+        for lo in range(0, len(self), chunk):
+            part = self.take(slice(lo, lo + chunk))
+            cols = [(part.data[k].tolist() if isinstance(part.data[k], np.ndarray) else part.data[k])
+                    for k in names]
+            yield from zip(*cols)
+
+    def write_csv(self, out) -> None:
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(self.names)
+        for row in self.rows():
+            w.writerow(row)
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(self.names)
-        w.writerows(self.rows())
+        self.write_csv(buf)
         return buf.getvalue()
 
     def frame(self, index: str | None = None):

@@ -129,6 +129,8 @@ class Model:
             return
         self._kept.append(rows)
         self._kept_n += len(rows)
+        if len(self._kept) > 64:                       # few large parts, not many small ones
+            self._kept = [concat(self._kept)]
         if self.top is not None and self._kept_n > self.top + COMPACT_EVERY:
             kept = self._kept_rows()
             self._kept, self._kept_n = [kept], len(kept)
@@ -138,7 +140,9 @@ class Model:
     def _kept_rows(self) -> np.ndarray:
         if not self._kept:
             return ROWS_NONE
-        rows = concat(self._kept) if len(self._kept) > 1 else self._kept[0]
+        if len(self._kept) > 1:                        # (kept joined once, not per view)
+            self._kept = [concat(self._kept)]
+        rows = self._kept[0]
         if self.top is not None and len(rows) > self.top:
             # an exited task's rank is final: the first N of them stay the first N, exactly
             rows = take(rows, rank(rows, self.sort, self.cost_model)[:self.top])

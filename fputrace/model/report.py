@@ -5,6 +5,7 @@ first use, so the CLI's text/JSON/CSV output never imports pandas.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -91,6 +92,23 @@ class Report:
 
     def to_csv(self, pid: int | None = None, top: int | None = None, sort: str = "xsave") -> str:
         return self.task_rows(pid, top, sort).to_csv()
+
+    def write_json(self, out, pid: int | None = None, top: int | None = None, sort: str = "xsave",
+                   **extra) -> None:
+        """``to_dict`` (plus ``extra`` keys) as JSON into ``out``, the per-task rows streamed one
+        line each: a fork storm's 400k rows never become 400k Python dicts at once."""
+        d = self.to_dict(pid=pid, top=0, sort=sort)
+        d.update(extra)
+        del d["per_task"]
+        body = json.dumps(d, indent=1)
+        out.write(body[:-2] + ',\n "per_task": [')
+        for i, rec in enumerate(self.task_rows(pid, top, sort).iter_records()):
+            out.write(("\n  " if i == 0 else ",\n  ") + json.dumps(rec))
+        out.write("\n ]\n}\n")
+
+    def write_csv(self, out, pid: int | None = None, top: int | None = None,
+                  sort: str = "xsave") -> None:
+        self.task_rows(pid, top, sort).write_csv(out)
 
     def to_text(self, top: int | None = 20, pid: int | None = None, sort: str = "xsave") -> str:
         from .text import render_report

@@ -119,6 +119,11 @@ def take(a: np.ndarray, idx) -> np.ndarray:
     return _opaque(a)[idx].view(a.dtype)
 
 
+def put(out: np.ndarray, idx, rows: np.ndarray) -> None:
+    """out[idx] = rows, at memcpy speed."""
+    _opaque(out)[idx] = _opaque(rows)
+
+
 def concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_opaque(p) for p in parts]).view(parts[0].dtype)
 

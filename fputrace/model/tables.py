@@ -11,8 +11,8 @@ import numpy as np
 
 from .columns import Columns
 from .cost import LARGE_CLASSES, components_label
-from .structs import (CLASS_NAMES, NHIST, OWN_KERNEL, OWN_NONE, STATE_NAMES, XRSTOR_CAUSE_NAMES,
-                      XSAVE_CAUSE_NAMES, XSTATE_CLASSES, concat, take)
+from .structs import (CLASS_NAMES, NHIST, OWN_KERNEL, OWN_NONE, STATE_NAMES, TASK_COUNTS,
+                      XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES, XSTATE_CLASSES, concat, put, take)
 
 NXS, NXR = len(XSAVE_CAUSE_NAMES), len(XRSTOR_CAUSE_NAMES)
 
@@ -34,12 +34,8 @@ def hist_quantile(hist: np.ndarray, q: float) -> int:
 SORT_KEYS = ("xsave", "bytes", "components", "cycles")
 
 
-def rank(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
-    """Order of task rows: most XSAVEs first, then XRSTORs, then tid, generation (``xsave``, the
-    default); ``bytes``: most bytes moved first; ``components``: the largest live state first (AMX,
-    AVX-512, AVX, SSE; then bytes); ``cycles`` (at ``cost``): most cycles first; ties by tid, then
-    the default order. An exited task's rank is final under every key (the model keeps top N by
-    it)."""
+def rank_keys(counts: np.ndarray, sort: str = "xsave", cost=None) -> list[np.ndarray]:
+    """np.lexsort keys (last = first key) of ``rank``."""
     xs = counts["xsave"].sum(axis=1)
     xr = counts["xrstor"].sum(axis=1)
     keys = [counts["uid"], counts["tid"], -xr, -xs]
@@ -53,7 +49,33 @@ def rank(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
             keys += [counts["tid"], -moved, -class_rank(counts["xfeatures_seen"])]
         else:
             raise ValueError(f"unknown sort key {sort!r} (choose among {', '.join(SORT_KEYS)})")
-    return np.lexsort(keys)
+    return keys
+
+
+def rank(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
+    """Order of task rows: most XSAVEs first, then XRSTORs, then tid, generation (``xsave``, the
+    default); ``bytes``: most bytes moved first; ``components``: the largest live state first (AMX,
+    AVX-512, AVX, SSE; then bytes); ``cycles`` (at ``cost``): most cycles first; ties by tid, then
+    the default order. An exited task's rank is final under every key (the model keeps top N by
+    it)."""
+    return np.lexsort(rank_keys(counts, sort, cost))
+
+
+def ranked(parts: list[np.ndarray], sort: str = "xsave", cost=None) -> np.ndarray:
+    """The rows of ``parts`` together, in ``rank`` order: one new array (no joined copy first)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros(0, TASK_COUNTS)
+    keys = [np.concatenate(k) for k in zip(*(rank_keys(p, sort, cost) for p in parts))]
+    order = np.lexsort(keys)
+    dest = np.empty(len(order), np.int64)
+    dest[order] = np.arange(len(order))
+    out = np.empty(len(order), TASK_COUNTS)
+    at = 0
+    for p in parts:
+        put(out, dest[at:at + len(p)], p)
+        at += len(p)
+    return out
 
 
 def primary_key(counts: np.ndarray, sort: str = "xsave", cost=None) -> np.ndarray:
@@ -136,10 +158,11 @@ class ModelView:
         return self._live["n"][field].sum(axis=0) + self._e["retired"][field]
 
     def _task_rows(self, active_only: bool, sort: str = "xsave") -> np.ndarray:
-        n = self.task_counts()
+        """The task rows in ``rank`` order (one copy of the records: a fork storm's are many)."""
+        live = self._live["n"]
         if active_only:
-            n = take(n, is_active(n))
-        return take(n, rank(n, sort, self.cost_model))
+            live = take(live, is_active(live))            # (kept rows are active ones)
+        return ranked([live, self._finished], sort, self.cost_model)
 
     def task_columns(self, active_only: bool = True, sort: str = "xsave") -> Columns:
         """The per-task table (SCHEMA.md ``per_task``), ranked by ``sort`` (``rank``)."""
