@@ -42,7 +42,10 @@ def library_path() -> Path:
     errors = []
     for d in [build_engine.HERE] + _cache_dirs():       # the first writable place
         try:
-            return build_engine.build(d)
+            built = build_engine.build(d)
+            if d == build_engine.HERE:                 # older builds of this tree's sources
+                build_engine.remove_stale(d, built.name)   # (a per-user cache may serve others)
+            return built
         except (OSError, RuntimeError) as err:
             errors.append(str(err).splitlines()[0])
     raise EngineBuildError("the model engine is not built and cannot be built here ("
