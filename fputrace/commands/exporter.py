@@ -5,6 +5,8 @@ import argparse
 import ipaddress
 import re
 
+from .argtypes import number
+
 HELP = "serve live FPU save/restore metrics to Prometheus (needs root; --replay FILE does not)"
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_TOP_COMMS = 20             # label values per metric: 20 names x 7 causes + other
@@ -44,24 +46,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _speed(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < x <= 1e6:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
-    return x
-
-
-def _top(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return n
+_speed = number(float, 0, above=True, maximum=1e6)
+_top = number(int, 0)
 
 
 def add_arguments(p) -> None:

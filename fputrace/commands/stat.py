@@ -16,25 +16,10 @@ Counts come from the same model as report and the exporter; in tracepoint mode k
 sections are inferred (a lower bound), as `fputrace report` says under "exactness".
 """
 
+from .argtypes import number
 
-def _interval_ms(text: str) -> int:
-    try:
-        ms = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
-    if ms < 10:
-        raise argparse.ArgumentTypeError(f"must be at least 10 ms, not {ms}")
-    return ms
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
+_interval_ms = number(int, 10, unit="milliseconds", symbol="ms")
+_positive = number(int, 1)
 
 
 def add_arguments(p) -> None:
