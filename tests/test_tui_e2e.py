@@ -21,12 +21,13 @@ COLS, ROWS = 120, 40
 class Tmux:
     """A terminal of COLS x ROWS on a private tmux server (other tmux users cannot resize it)."""
 
-    def __init__(self, name: str, command: str, status_file: Path) -> None:
+    def __init__(self, name: str, command: str, status_file: Path, cols: int = COLS,
+                 rows: int = ROWS) -> None:
         self.name = name
         self.tmux = ["tmux", "-L", name, "-f", "/dev/null"]
-        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", str(COLS), "-y", str(ROWS),
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", str(cols), "-y", str(rows),
                         f"{command}; echo $? > {status_file}; sleep 600"], check=True)
-        subprocess.run([*self.tmux, "resize-window", "-t", name, "-x", str(COLS), "-y", str(ROWS)],
+        subprocess.run([*self.tmux, "resize-window", "-t", name, "-x", str(cols), "-y", str(rows)],
                        capture_output=True)
 
     def screen(self) -> str:

@@ -1,6 +1,8 @@
 """The dashboard's renderers on hand-made model pictures: headless, no model, no kernel."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -124,3 +126,23 @@ def test_formatting():
     assert fmt.duration_ns(1500) == "1.5µs" and fmt.duration_ns(2_000_000_000) == "2.0s"
     assert fmt.size_bytes(2048) == "2.0 KiB"
     assert fmt.task_style(5) == fmt.task_style(5)
+
+
+def test_fputrace_own_tasks_are_marked_and_can_be_hidden():
+    tasks = hand_made_snapshot().tasks.assign(fputrace_own=[False, True, False])
+    from fputrace.tui.widgets.tasks import OWN_MARK, render_comm
+    rows = {r.tid: render_comm(r).plain for r in tasks.itertuples(index=False)}
+    assert rows == {101: "firefox", 202: f"{OWN_MARK}cc1", 7: "[kworker/0:1]"}
+    assert filter_and_sort(tasks, "xrstor", "", hide_own=True)["tid"].tolist() == [101, 7]
+    assert filter_and_sort(tasks, "xrstor", "")["tid"].tolist() == [101, 202, 7]    # shown
+    # a source that cannot tell (no column) hides nothing
+    assert len(filter_and_sort(hand_made_snapshot().tasks, "xrstor", "", hide_own=True)) == 3
+
+
+def test_header_shows_probe_runs_the_kernel_skipped_beside_lost_events():
+    status = SourceStatus(live=True, paused=False, events_per_s=1.0)
+    meta = dict(META, recursion_misses={"sched_switch": 3, "sys_enter": 4})
+    for lost, badge in ((0, "lost 0"), (42, "LOST 42")):
+        text = render_header(meta, hand_made_snapshot(lost=lost), status).plain
+        line = text.splitlines()[1]
+        assert re.search(re.escape(badge) + r"\s+(numbers cross a gap\s+)?SKIPPED 7 probe runs", line), line

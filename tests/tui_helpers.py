@@ -75,10 +75,10 @@ class HandModel:
         if len(batch):
             self.last_ts = int(batch["ts_ns"][-1])
 
-    def snapshot(self, window_ns: int) -> Snapshot:
+    def snapshot(self, window_ns: int, final: bool = False) -> Snapshot:
         return hand_made_snapshot(lost=self.lost + self.lost_seen)
 
-    def task_detail(self, tid: int) -> TaskDetail:
+    def task_detail(self, tid: int, final: bool = False) -> TaskDetail:
         return hand_made_detail(tid)
 
 

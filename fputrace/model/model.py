@@ -176,15 +176,18 @@ class Model:
         with self.lock:
             return build_estimate(self.view(), cm)
 
-    def snapshot(self, window_ns: int = 30_000_000_000):
+    def snapshot(self, window_ns: int = 30_000_000_000, final: bool = False):
+        """The dashboard's picture. ``final``: as if the stream ended now (what report and
+        estimate show: a replay at the end of its recording); by default the actions held back
+        for the next event stay out, as they must while events keep coming."""
         from .views import build_snapshot
         with self.lock:
-            return build_snapshot(self.view(final=False), self.history, window_ns)
+            return build_snapshot(self.view(final=final), self.history, window_ns)
 
-    def task_detail(self, tid: int):
+    def task_detail(self, tid: int, final: bool = False):
         from .views import build_task_detail
         with self.lock:
-            return build_task_detail(self.view(final=False), self.history, tid)
+            return build_task_detail(self.view(final=final), self.history, tid)
 
     def task_identity(self, task_ids):
         """DataFrame (task_id, tid, generation, tgid, comm, kthread) for task ids of a sink's

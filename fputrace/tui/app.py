@@ -23,7 +23,7 @@ from .widgets.tasks import TasksTable
 
 REPLAY_ONLY = {"play", "step", "speed", "goto"}
 LIVE_ONLY = {"record"}
-DASHBOARD_ONLY = {"sort", "filter", "record", "goto"}
+DASHBOARD_ONLY = {"sort", "filter", "record", "goto", "own"}
 
 
 def parse_time_ns(text: str) -> int:
@@ -51,6 +51,7 @@ class FputraceApp(App):
         Binding("r", "record", "Rec"),
         Binding("s", "sort", "Sort"),
         Binding("slash", "filter", "Filter"),
+        Binding("h", "own", "Own", show=False),
         Binding("left", "step(-1)", "-1s", priority=True, show=False),
         Binding("right", "step(1)", "+1s", priority=True, show=False),
         Binding("plus,equals_sign", "speed(1)", "Faster", show=False),
@@ -149,8 +150,13 @@ class FputraceApp(App):
 
     def action_sort(self) -> None:
         table = self.screen.query_one(TasksTable)
-        key = table.cycle_sort()
-        table.border_subtitle = f"sort {key}"
+        table.cycle_sort()
+        table.border_subtitle = table.subtitle
+
+    def action_own(self) -> None:
+        table = self.screen.query_one(TasksTable)
+        table.toggle_own()
+        table.border_subtitle = table.subtitle
 
     def action_filter(self) -> None:
         table = self.screen.query_one(TasksTable)
@@ -158,8 +164,7 @@ class FputraceApp(App):
         def apply(text: str | None) -> None:
             if text is not None:
                 table.set_filter(text)
-                table.border_subtitle = f"sort {table.sort_key}" + \
-                    (f"  filter '{table.filter_text}'" if table.filter_text else "")
+                table.border_subtitle = table.subtitle
         self.push_screen(PromptScreen("Filter tasks by name or pid (empty: show all)",
                                       value=table.filter_text), apply)
 

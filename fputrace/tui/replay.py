@@ -366,6 +366,10 @@ class ReplaySource(Source):
                             trace_start_ns=self.t0_ns, target_ns=self.target_ns,
                             refresh_s=self.pacer.interval_s)
 
+    def _picture(self, post) -> None:
+        self._post_picture(post, self.model, self._status(),
+                           final=self.position_ns >= self.duration_ns)
+
     # --- the worker ------------------------------------------------------------------------------
     def _run(self, post, is_cancelled) -> None:
         if self.model is None:
@@ -373,7 +377,7 @@ class ReplaySource(Source):
                 (self._start_rel_ns or 0)
             self._seek(start)
             self._advance(None)
-        self._post_picture(post, self.model, self._status())
+        self._picture(post)
         last = time.monotonic()
         changed = False
         try:
@@ -393,7 +397,7 @@ class ReplaySource(Source):
                     self._advance(FEED_SLICE_S)
                     changed = True
                 if changed and self.pacer.due(time.monotonic()):
-                    self._post_picture(post, self.model, self._status())
+                    self._picture(post)
                     changed = False
                 elif self.position_ns >= self.target_ns:
                     time.sleep(self.pacer.period_s / 4)

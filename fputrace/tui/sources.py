@@ -147,10 +147,13 @@ class Source:
     def _run(self, post, is_cancelled) -> None:
         raise NotImplementedError
 
-    def _post_picture(self, post, model: ModelLike, status: SourceStatus) -> None:
+    def _post_picture(self, post, model: ModelLike, status: SourceStatus, final: bool = False) -> None:
+        """``final``: the stream has ended (a replay at the end of its recording): the picture
+        then holds what report and estimate say, the held-back actions included."""
         t0 = time.monotonic()
-        snap = model.snapshot(self.config.window_ns)
-        detail = model.task_detail(self.detail_tid) if self.detail_tid is not None else None
+        kw = {"final": True} if final else {}
+        snap = model.snapshot(self.config.window_ns, **kw)
+        detail = model.task_detail(self.detail_tid, **kw) if self.detail_tid is not None else None
         self.pacer.taken(t0, time.monotonic() - t0)
         post(SnapshotReady(snap, status, detail))
 

@@ -64,9 +64,7 @@ class DashboardScreen(Screen):
                                             status.trace_start_ns if status is not None else 0)
         tasks = self.query_one(TasksTable)
         tasks.show(snap.tasks)
-        tasks.border_subtitle = f"sort {tasks.sort_key}" + \
-            (f"  filter '{tasks.filter_text}'" if tasks.filter_text else "") + \
-            f"  {len(snap.tasks)} tasks"
+        tasks.border_subtitle = tasks.subtitle
         self.query_one(KfpuPanel).show(snap.kfpu_callers, snap.kfpu_hist,
                                        int(snap.tasks["kfpu_sections"].sum()) if len(snap.tasks) else 0)
         for policy in self.query(PolicyPanel):

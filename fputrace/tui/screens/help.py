@@ -12,6 +12,7 @@ KEYS_COMMON = (
     ("p", "pause/resume (live: freezes the picture, capture goes on; replay: the clock)"),
     ("s", "sort the tasks table by the next column"),
     ("/", "filter tasks by name or pid (empty filter: all)"),
+    ("h", "hide/show fputrace's own tasks (marked ◆)"),
     ("Tab / Shift+Tab", "next / previous panel"),
     ("↑ ↓ PgUp PgDn", "move in the focused table"),
     ("Enter", "open the task under the cursor (its timeline and causes)"),

@@ -1,4 +1,6 @@
-"""The tasks table: one row per task from ``Snapshot.tasks``, sortable (s) and filterable (/)."""
+"""The tasks table: one row per task from ``Snapshot.tasks``, sortable (s) and filterable (/).
+fputrace's own tasks (``fputrace_own``: the capture, the dashboard) are marked with OWN_MARK and
+can be hidden (h): on a quiet host they are most of what there is to see."""
 from __future__ import annotations
 
 import pandas as pd
@@ -21,10 +23,21 @@ COLUMNS = (
 )
 SORT_KEYS = ("xrstor", "xsave", "avoidable_xrstor", "kfpu_sections", "kfpu_ns", "tid", "comm")
 MAX_ROWS = 200           # a 10 Hz redraw of thousands of rows is wasted: filter (/) to find others
+OWN_MARK = "◆"           # before the name of a task of fputrace itself
 
 
-def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str) -> pd.DataFrame:
+def own_tasks(tasks: pd.DataFrame) -> pd.Series:
+    """Which rows are fputrace's own tasks (False for all when the source cannot tell)."""
+    if "fputrace_own" not in tasks:
+        return pd.Series(False, index=tasks.index)
+    return tasks["fputrace_own"].astype(bool)
+
+
+def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str,
+                    hide_own: bool = False) -> pd.DataFrame:
     df = tasks
+    if hide_own:
+        df = df[~own_tasks(df)]
     if filter_text:
         needle = filter_text.lower()
         mask = df["comm"].astype(str).str.lower().str.contains(needle, regex=False) \
@@ -43,6 +56,7 @@ class TasksTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.sort_key = "xrstor"
         self.filter_text = ""
+        self.hide_own = False
         self._last: pd.DataFrame | None = None
 
     def on_mount(self) -> None:
@@ -69,6 +83,25 @@ class TasksTable(DataTable):
         self.filter_text = text.strip()
         self._redraw()
 
+    def toggle_own(self) -> bool:
+        self.hide_own = not self.hide_own
+        self._redraw()
+        return self.hide_own
+
+    @property
+    def subtitle(self) -> str:
+        """sort key, filter, how many tasks, and how many of fputrace's own are hidden."""
+        parts = [f"sort {self.sort_key}"]
+        if self.filter_text:
+            parts.append(f"filter '{self.filter_text}'")
+        if self._last is not None:
+            parts.append(f"{len(self._last)} tasks")
+            own = int(own_tasks(self._last).sum())
+            if own:
+                parts.append(f"{OWN_MARK} {own} of fputrace " + ("hidden (h)" if self.hide_own
+                                                                   else "(h: hide)"))
+        return "  ".join(parts)
+
     def show(self, tasks: pd.DataFrame) -> None:
         self._last = tasks
         self._redraw()
@@ -84,7 +117,7 @@ class TasksTable(DataTable):
         if self._last is None:
             return
         keep = self.selected_tid
-        df = filter_and_sort(self._last, self.sort_key, self.filter_text)
+        df = filter_and_sort(self._last, self.sort_key, self.filter_text, self.hide_own)
         self.clear(columns=False)
         seen: dict[int, int] = {}
         for row in df.itertuples(index=False):
@@ -98,12 +131,19 @@ class TasksTable(DataTable):
                 pass
 
 
+def render_comm(row) -> Text:
+    if row.kthread:
+        return Text(f"[{row.comm}]", style="dim")
+    if getattr(row, "fputrace_own", False):
+        return Text.assemble((OWN_MARK, "bold"), (str(row.comm), "italic " + fmt.task_style(row.tid)))
+    return Text(str(row.comm), style=fmt.task_style(row.tid))
+
+
 def render_row(row) -> tuple:
     avoid = int(row.avoidable_xrstor)
     return (
         Text(str(row.tid), justify="right"),
-        Text(str(row.comm), style=fmt.task_style(row.tid)) if not row.kthread
-        else Text(f"[{row.comm}]", style="dim"),
+        render_comm(row),
         Text(fmt.count(row.xsave), justify="right"),
         Text(fmt.count(row.xrstor), justify="right"),
         Text(fmt.count(avoid), justify="right", style="bold red" if avoid else ""),
