@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,24 @@ def test_wrong_use_is_one_line(tmp_path, argv, code, text):
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.returncode == code and len(lines) == 1 and text in lines[0], res.stderr
     assert not list(tmp_path.iterdir()), "a failed export left a file behind"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "perfetto"])
+def test_a_full_disk_leaves_no_file_and_says_so_in_one_line(tmp_path, fmt, need_root):
+    """An export that cannot be finished (a real ENOSPC: a 64 KiB tmpfs) leaves neither the file
+    nor its .partial behind, and says why in one line."""
+    if not DEMO.exists():
+        pytest.skip("fputrace/data/demo.fpt (the bundled real recording) is not in this tree")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "fputrace-test", str(small)], check=True)
+    try:
+        res = run_fputrace("export", str(DEMO), "--format", fmt, "-o", str(small / f"x.{fmt}"))
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 1 and len(lines) == 1 and "No space left" in lines[0], res.stderr
+        assert not list(small.iterdir()), "a failed export left a file behind"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 # ------------------------------------------------------------------------------- Parquet

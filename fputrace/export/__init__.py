@@ -12,4 +12,5 @@
     metrics.py    the Prometheus collector (``fputrace exporter``)
     stat.py       ``fputrace stat`` lines and JSON
     log2hist.py   bcc-style log2 histograms (report text, stat)
+    output.py     an export file appears under its name only when complete
 """

@@ -19,7 +19,6 @@ line, which the importer skips.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +28,7 @@ from .. import __version__
 from ..errors import FputraceError
 from ..events import EVENT_DTYPE, FLAG_INFERRED, KIND_NAMES
 from .csv_plan import Placement, plan
+from .output import complete_or_nothing
 from .rows import Interned, PerTidValue, is_task_record
 
 COLUMNS = ("ts_ns", "cpu", "tid", "tgid", "kind", "a0", "a1", "comm", "kthread", "inferred")
@@ -50,16 +50,8 @@ def write_csv(trace, out: str) -> int:
     if out == "-":
         import sys
         return _write(trace, sys.stdout.buffer, placement)
-    tmp = f"{out}.partial"                 # the file appears under its name only when complete
-    try:
-        with open(tmp, "wb") as f:
-            rows = _write(trace, f, placement)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return rows
+    with complete_or_nothing(out) as tmp, open(tmp, "wb") as f:
+        return _write(trace, f, placement)
 
 
 SCHEMA = pa.schema([("ts_ns", pa.uint64()), ("cpu", pa.uint16()), ("tid", pa.uint32()),

@@ -38,7 +38,6 @@ The file appears under its name only when complete (written aside, then renamed)
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +47,7 @@ from .. import __version__
 from ..events import FLAG_INFERRED, TASK_KTHREAD, Kind, args_to_comm
 from ..model.sinks import CLASS_NAMES
 from .annotated import annotated_chunks
+from .output import complete_or_nothing
 from .rows import XRSTOR_CAUSES, XSAVE_CAUSES, Interned, PerTidValue, is_task_record, kind_name
 
 ROW_GROUP_ROWS = 1 << 20
@@ -210,27 +210,21 @@ def write_parquet(trace, out: str) -> int:
     symbols = meta.get("symbols") or {}
     host = meta.get("host")
     tasks = TaskColumns()
-    tmp = f"{out}.partial"
     rows = 0
     pending: list[pa.Table] = []
     pending_rows = 0
-    try:
-        with pq.ParquetWriter(tmp, SCHEMA.with_metadata(kv_metadata(meta)), compression="zstd") as w:
-            for chunk in annotated_chunks(trace):
-                t = event_table(chunk, tasks, symbols, host)
-                pending.append(t)
-                pending_rows += t.num_rows
-                if pending_rows >= ROW_GROUP_ROWS:
-                    w.write_table(pa.concat_tables(pending).unify_dictionaries(), row_group_size=pending_rows)
-                    rows += pending_rows
-                    pending, pending_rows = [], 0
-            if pending_rows or rows == 0:
-                t = pa.concat_tables(pending).unify_dictionaries() if pending else SCHEMA.empty_table()
-                w.write_table(t, row_group_size=max(1, pending_rows))
+    with complete_or_nothing(out) as tmp, \
+            pq.ParquetWriter(tmp, SCHEMA.with_metadata(kv_metadata(meta)), compression="zstd") as w:
+        for chunk in annotated_chunks(trace):
+            t = event_table(chunk, tasks, symbols, host)
+            pending.append(t)
+            pending_rows += t.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                w.write_table(pa.concat_tables(pending).unify_dictionaries(), row_group_size=pending_rows)
                 rows += pending_rows
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                pending, pending_rows = [], 0
+        if pending_rows or rows == 0:
+            t = pa.concat_tables(pending).unify_dictionaries() if pending else SCHEMA.empty_table()
+            w.write_table(t, row_group_size=max(1, pending_rows))
+            rows += pending_rows
     return rows

@@ -21,7 +21,6 @@ trace processor sorts packets by time itself.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
@@ -30,6 +29,7 @@ from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 from ..events import Kind
 from ..model.sinks import CLASS_NAMES, OWNER_KINDS
 from .annotated import annotated_chunks
+from .output import complete_or_nothing
 from .rows import XRSTOR_CAUSES, XSAVE_CAUSES
 
 SEQUENCE_ID = 7                         # one packet sequence for the whole file
@@ -288,22 +288,15 @@ class PerfettoExport:
 
 def write_perfetto(trace, out: str) -> dict:
     """Write ``trace`` as a Perfetto trace to ``out``; returns what was drawn (counts)."""
-    tmp = f"{out}.partial"
-    try:
-        with open(tmp, "wb") as f:
-            export = PerfettoExport(f, trace.meta)
-            started = False
-            for chunk in annotated_chunks(trace):
-                if not started and len(chunk.events):
-                    export.start(int(chunk.events["ts_ns"][0]))
-                    started = True
-                export.chunk(chunk)
-            if not started:
-                export.start(0)
-            export.finish()
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with complete_or_nothing(out) as tmp, open(tmp, "wb") as f:
+        export = PerfettoExport(f, trace.meta)
+        started = False
+        for chunk in annotated_chunks(trace):
+            if not started and len(chunk.events):
+                export.start(int(chunk.events["ts_ns"][0]))
+                started = True
+            export.chunk(chunk)
+        if not started:
+            export.start(0)
+        export.finish()
     return export.counts
