@@ -21,11 +21,13 @@ from fputrace.events import Kind
 from fputrace.recording import RecordingWriter
 from fputrace.trace import load
 from fputrace.tui.widgets import fmt
+from fputrace.tui.widgets.tasks import largest_state
 
 from .conftest import fputrace_cmd, run_fputrace
 from .scenario_builder import build
 from .test_scenarios_model import EAGER
 from .test_tui_e2e import Tmux
+from .tui_helpers import AMX_META, xstate_scenario
 
 pytestmark = [pytest.mark.tui, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -120,15 +122,25 @@ def flat(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("│", " "))
 
 
-TASK_ROW = re.compile(r"│\s+(\d+)\s+(◆?)(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\S+\s+(\w+)\s")
+# PID, ◆ and COMM, XSAVE, XRSTOR, AVOID, LIVE, STATE, KFPU, KFPU t, B/SAVE
+TASK_ROW = re.compile(r"│\s+(\d+)\s+(◆?)(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\w+)\s+(\d+)\s+\S+"
+                      r"\s+(\S+)\s")
 POLICY_ROW = re.compile(r"[ *](eager|deferred-no…|deferred)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)")
 CALLER_ROW = re.compile(r"│([^│\s]+\+0x[0-9a-f]+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)│")
 CAUSE_ROW = re.compile(r"│ (XSAVE|XRSTOR)\s+(\w+)\s+(\d+)\s+(\d+)\s")
 
 
 def tasks_on(text: str) -> dict[int, tuple]:
-    return {int(m.group(1)): (m.group(2) == "◆", m.group(3), *map(int, m.group(4, 5, 6, 7)),
-                              m.group(8)) for m in TASK_ROW.finditer(text)}
+    """tid -> (own, comm, xsave, xrstor, avoidable, kfpu sections, state, live state, B/SAVE)."""
+    return {int(m.group(1)): (m.group(2) == "◆", m.group(3), *map(int, m.group(4, 5, 6, 9)),
+                              m.group(8), m.group(7), m.group(10)) for m in TASK_ROW.finditer(text)}
+
+
+def task_on_screen(t: dict) -> tuple:
+    """What the tasks table must show for a row of report's per_task."""
+    return (bool(t["fputrace_own"]), t["comm"], t["xsave"], t["xrstor"], t["avoidable_xrstor"],
+            t["kfpu_sections"], t["state"], largest_state(t["components"]),
+            fmt.count(t["bytes_per_xsave"]) if t["xsave"] else "-")
 
 
 def test_the_dashboard_shows_the_numbers_report_and_estimate_give(tmp_path):
@@ -141,9 +153,7 @@ def test_the_dashboard_shows_the_numbers_report_and_estimate_give(tmp_path):
         text = screen.at_end()
         # tasks: every task of the report, with its counts, state and fputrace's own marked
         shown = tasks_on(text)
-        want = {t["tid"]: (bool(t["fputrace_own"]), t["comm"], t["xsave"], t["xrstor"],
-                           t["avoidable_xrstor"], t["kfpu_sections"], t["state"])
-                for t in report["per_task"]}
+        want = {t["tid"]: task_on_screen(t) for t in report["per_task"]}
         assert shown == want
         assert any(own for own, *_ in shown.values()) and not all(own for own, *_ in shown.values())
         # policies: each row, the saved row, the percentage and the self-check
@@ -225,5 +235,40 @@ def test_the_task_view_shows_avoidable_restores_by_cause_as_the_report_counts_th
         assert seen == {(c["kind"], c["cause"]): [c["count"], c["avoidable"]]
                         for c in report["per_cause"] if c["count"]}
         assert any(a for _, a in seen.values())
+    finally:
+        screen.term.kill()
+
+
+def test_the_components_sort_and_the_task_view_show_the_state_report_says_was_moved(tmp_path):
+    """Issue 10 on screen: `s` to LIVE lists the tasks in `report --sort components` order (AMX,
+    then AVX-512, AVX, SSE; then bytes), each with its largest live state and bytes per save; the
+    task view of the first says what the report says about it: the components live at its saves,
+    bytes per save, and its share of all bytes and cycles moved."""
+    path = tmp_path / "xstate.fpt"
+    with RecordingWriter(path, AMX_META) as w:
+        w.write(build(xstate_scenario()))
+    report = cli_json("report", str(path), "--sort", "components")
+    order = [t["tid"] for t in report["per_task"]]
+    assert order == [150, 100, 200, 300, 400]
+    screen = Screen(path, "xstate")
+    try:
+        screen.at_end()
+        for _ in range(3):                       # xrstor -> xsave -> avoidable -> components
+            screen.term.keys("s")
+        text = screen.wait(lambda t: "sort components" in t, "sorted by components")
+        rows = tasks_on(text)
+        assert list(rows) == order
+        assert rows == {t["tid"]: task_on_screen(t) for t in report["per_task"]}
+        first = report["per_task"][0]
+        for _ in order:                          # the cursor kept its task (S, now the last row)
+            screen.term.keys("Up")
+        screen.term.keys("Enter")
+        view = screen.wait(lambda t: f"tid {first['tid']}" in t and "B per save" in t,
+                           "the task view of the first task")
+        line = next(ln for ln in view.splitlines() if "state moved" in ln)
+        assert re.search(rf"state moved {re.escape(first['components'])}\s+"
+                         rf"{round(first['bytes_per_xsave']):,} B per save\s+"
+                         rf"{100 * first['bytes_share']:.1f}% of all bytes\s+"
+                         rf"{100 * first['cycles_share']:.1f}% of all cycles", line), line
     finally:
         screen.term.kill()

@@ -146,3 +146,28 @@ def test_header_shows_probe_runs_the_kernel_skipped_beside_lost_events():
         text = render_header(meta, hand_made_snapshot(lost=lost), status).plain
         line = text.splitlines()[1]
         assert re.search(re.escape(badge) + r"\s+(numbers cross a gap\s+)?SKIPPED 7 probe runs", line), line
+
+
+def test_components_sort_lists_amx_and_avx512_first_as_report_does():
+    """`s` to LIVE orders the tasks table as `fputrace report --sort components` (issue 10): the
+    largest live state first, then the most bytes moved, then tid; LIVE shows that state."""
+    from fputrace.model import Model
+    from fputrace.tui.widgets.tasks import largest_state, render_row
+    from .scenario_builder import build
+    from .tui_helpers import AMX_META, xstate_scenario
+    model = Model(AMX_META)
+    model.feed(build(xstate_scenario()))
+    report = model.report().to_dict(sort="components")
+    tasks = model.snapshot(10 * S, final=True).tasks
+    shown = filter_and_sort(tasks, "components", "")
+    assert shown["tid"].tolist() == [t["tid"] for t in report["per_task"]] == [150, 100, 200, 300, 400]
+    assert filter_and_sort(tasks, "xsave", "")["tid"].tolist() == [400, 300, 200, 150, 100]
+    for row in shown.itertuples(index=False):
+        want = next(t for t in report["per_task"] if t["tid"] == row.tid)
+        cells = [c.plain for c in render_row(row)]
+        assert cells[5] == largest_state(want["components"]) == \
+            {"0x3": "SSE", "0x7": "AVX", "0xe7": "AVX-512", "0x602e7": "AMX",
+             "0x60007": "AMX"}[want["xfeatures_seen"]]
+        assert cells[-1] == fmt.count(want["bytes_per_xsave"])
+    assert {r.tid: r.bytes_per_xsave for r in shown.itertuples()} == \
+        {100: 10696, 150: 9088, 200: 2432, 300: 832, 400: 576}

@@ -32,7 +32,12 @@ def hand_made_snapshot(now_ns: int = 20 * S, lost: int = 0) -> Snapshot:
         "tid": [101, 202, 7], "tgid": [101, 202, 7], "comm": ["firefox", "cc1", "kworker/0:1"],
         "kthread": [False, False, True], "xsave": [1500, 300, 0], "xrstor": [1400, 350, 0],
         "avoidable_xrstor": [0, 12, 0], "kfpu_sections": [40, 0, 900], "kfpu_ns": [50_000, 0, 2_000_000],
-        "state": ["user", "sleeping", "kernel"], "last_cpu": [0, 0, 1]})
+        "state": ["user", "sleeping", "kernel"], "last_cpu": [0, 0, 1],
+        "generation": [0, 0, 0], "bytes": [2432 * 2900, 832 * 650, 0],
+        "components": ["SSE+AVX+AVX-512", "SSE+AVX", "-"], "xstate_rank": [2, 1, 0],
+        "bytes_per_xsave": [2432.0, 832.0, 0.0], "bytes_share": [0.93, 0.07, 0.0],
+        "cycles_share": [0.9, 0.1, 0.0], "avoidable_bytes": [0, 12 * 832, 0],
+        "fputrace_own": [False, False, False]})
     callers = pd.DataFrame({"caller": ["sha256_avx2_update+0x3c", "xor_avx_5+0x12"],
                             "sections": [900, 40], "total_ns": [2_000_000, 50_000],
                             "max_ns": [9_000, 4_000], "p99_ns": [7_000, 3_500]})
@@ -124,3 +129,40 @@ class PacedProducer:
 
     def close(self) -> None:
         self.closed = True
+
+
+# An AMX host's xstate (XCR0 0x602e7, compacted): a save of x87/SSE moves 576 B, +AVX 832,
+# +AVX-512 2432, +AMX tile data 10,696 (576 + 256 + 64 + 512 + 1024 + 8 + 64 + 8192)
+AMX_META = {"xstate": {"xcr0": "0x602e7", "compacted": True, "total_bytes": 11008, "features": [
+    {"bit": 0, "name": "x87", "size_bytes": 160, "offset": 0},
+    {"bit": 1, "name": "sse", "size_bytes": 256, "offset": 160},
+    {"bit": 2, "name": "avx", "size_bytes": 256, "offset": 576},
+    {"bit": 5, "name": "opmask", "size_bytes": 64, "offset": 832},
+    {"bit": 6, "name": "zmm_hi256", "size_bytes": 512, "offset": 896},
+    {"bit": 7, "name": "hi16_zmm", "size_bytes": 1024, "offset": 1408},
+    {"bit": 9, "name": "pkru", "size_bytes": 8, "offset": 2432},
+    {"bit": 17, "name": "tilecfg", "size_bytes": 64, "offset": 2440},
+    {"bit": 18, "name": "tiledata", "size_bytes": 8192, "offset": 2504}]},
+    "recorded_policy": "deferred", "kernel_release": "6.12.0", "nr_cpus": 1, "host": "hand-made",
+    "modes": {e: {"attach": "fentry", "exact": True}
+              for e in ("kfpu_begin", "kfpu_end", "xsave", "xrstor", "user_return")}}
+
+
+def xstate_scenario() -> str:
+    """Four tasks on one CPU, each saving and restoring its own state class, the smallest state
+    the busiest (so ``components`` order is the reverse of XSAVE order): S (SSE) 9 rounds,
+    V (AVX) 7, Z (AVX-512) 5, M (AVX-512 and AMX) 3, N (AVX and AMX, no AVX-512: 9,088 B a save)
+    4: N moves more bytes than M, and its label sorts below Z's as a string."""
+    text = "task S 400\ntask V 300\ntask Z 200\ntask M 100\ntask N 150\n"
+    for name, xf, rounds in (("S", "0x3", 9), ("V", "0x7", 7), ("Z", "0xe7", 5),
+                             ("M", "0x602e7", 3), ("N", "0x60007", 4)):
+        text += f"""
+            0 {name} USER_RETURN
+        """ + f"""
+            0 {name} KFPU_BEGIN caller=0xffffffff81a00010
+            0 {name} XSAVE xf={xf}
+            0 {name} KFPU_END caller=0xffffffff81a000f0
+            0 {name} USER_RETURN
+            0 {name} XRSTOR xf={xf}
+        """ * rounds
+    return text

@@ -50,11 +50,13 @@ class Snapshot:
     lost_events: int           # events known to be lost (sum of LOST); non-zero must be shown
     gap_flagged: bool          # some number crossed a LOST gap (SPEC 5.2)
     cpus: tuple[CpuView, ...]
-    # one row per task: tid, tgid, comm, kthread, xsave, xrstor, avoidable_xrstor, kfpu_sections,
-    # kfpu_ns, state ("user"/"kernel"/"sleeping"/"exited"/"unknown"), last_cpu, bytes (moved by
-    # its saves and restores), components ("SSE+AVX+AMX": classes live at them), xstate_rank
-    # (0 SSE .. 3 AMX: sort by it, then bytes, to list the AVX-512/AMX tasks first), fputrace_own
-    # (the task belongs to fputrace itself: its tgid is meta fputrace_tgid)
+    # one row per task: tid, generation (of a reused tid), tgid, comm, kthread, xsave, xrstor,
+    # avoidable_xrstor, kfpu_sections, kfpu_ns, state ("user"/"kernel"/"sleeping"/"exited"/
+    # "unknown"), last_cpu, bytes (moved by its saves and restores), components ("SSE+AVX+AMX":
+    # classes live at them), xstate_rank (0 SSE .. 3 AMX: sort by it, then bytes, to list the
+    # AVX-512/AMX tasks first), bytes_per_xsave, bytes_share and cycles_share (0..1 of all moved),
+    # avoidable_bytes (moved by its avoidable restores), fputrace_own (the task belongs to fputrace
+    # itself: its tgid is meta fputrace_tgid); the columns of ``report``'s per_task of those names
     tasks: pd.DataFrame
     # one row per caller: caller (symbol+offset or hex), sections, total_ns, max_ns, p99_ns
     kfpu_callers: pd.DataFrame

@@ -13,9 +13,10 @@ from .estimate import difference
 from .snapshot import CpuView, OwnerInterval, PolicyView, Snapshot, TaskDetail
 from .structs import CLASS_NAMES, XRSTOR_CAUSE_NAMES, XSAVE_CAUSE_NAMES
 
-SNAPSHOT_TASK_COLUMNS = ["tid", "tgid", "comm", "kthread", "xsave", "xrstor", "avoidable_xrstor",
-                         "kfpu_sections", "kfpu_ns", "state", "last_cpu", "bytes", "components",
-                         "xstate_rank", "fputrace_own"]
+SNAPSHOT_TASK_COLUMNS = ["tid", "generation", "tgid", "comm", "kthread", "xsave", "xrstor",
+                         "avoidable_xrstor", "kfpu_sections", "kfpu_ns", "state", "last_cpu", "bytes",
+                         "components", "xstate_rank", "bytes_per_xsave", "bytes_share",
+                         "cycles_share", "avoidable_bytes", "fputrace_own"]
 
 
 def _policy_view(name: str, r: dict) -> PolicyView:

@@ -1,6 +1,6 @@
 """The main screen: header, CPUs, tasks, kernel FPU users, policy estimate, footer.
 
-Two layouts from one stylesheet: the screen carries the class ``narrow`` below 120 columns or
+Two layouts from one stylesheet: the screen carries the class ``narrow`` below NARROW_BELOW_COLUMNS or
 ``short`` below 36 rows (set by the app on resize) and dashboards/fputrace.tcss arranges the panels
 for each."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ..widgets.policy import PolicyPanel
 from ..widgets.tasks import TasksTable
 
 
-NARROW_BELOW_COLUMNS = 140     # side-by-side panels need this much to leave the CPU strips room
+# side by side, the tasks table's ten columns (98) and the kernel FPU users (#side, 60) need this
+NARROW_BELOW_COLUMNS = 158
 
 
 def _panel(widget, title: str):

@@ -10,7 +10,7 @@ from textual.widgets import Static
 KEYS_COMMON = (
     ("q", "quit (a recording in progress is closed cleanly)"),
     ("p", "pause/resume (live: freezes the picture, capture goes on; replay: the clock)"),
-    ("s", "sort the tasks table by the next column"),
+    ("s", "sort the tasks table by the next column (LIVE: AVX-512/AMX tasks first)"),
     ("/", "filter tasks by name or pid (empty filter: all)"),
     ("h", "hide/show fputrace's own tasks (marked ◆)"),
     ("Tab / Shift+Tab", "next / previous panel"),
@@ -28,7 +28,8 @@ KEYS_REPLAY = (
 )
 LEGEND = ("CPU strips: █ a task's user state (one colour per task), ▓ kernel SIMD (kernel_fpu_begin),"
           " · nothing valid, ? unknown (trace start, lost events). AVOID: restores thrown away"
-          " before the task ran user code (SPEC 5.3). A red LOST badge: events were dropped, and"
+          " before the task ran user code (SPEC 5.3). LIVE: the largest state live at the task's saves"
+          " (SSE, AVX, AVX-512, AMX); B/SAVE: bytes per save. A red LOST badge: events were dropped, and"
           " numbers crossing the gap are flagged.")
 
 

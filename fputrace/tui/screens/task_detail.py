@@ -78,6 +78,30 @@ def render_timeline(timeline: pd.DataFrame, end_ns: int, window_ns: int, width: 
     return t
 
 
+def task_row(snap: Snapshot, tid: int):
+    """The task's row of the picture (the newest task of a reused tid, as ``TaskDetail``)."""
+    rows = snap.tasks[snap.tasks["tid"] == tid] if len(snap.tasks) else snap.tasks
+    if not len(rows):
+        return None
+    return next(rows.sort_values("generation").tail(1).itertuples(index=False))
+
+
+def render_xstate(row, cost_model: str) -> Text:
+    """The state its saves and restores moved (issue 10): the components live at them, bytes per
+    save, its share of all bytes and cycles moved, and what its avoidable restores moved."""
+    t = Text(" state moved ", style="dim", no_wrap=True, overflow="ellipsis")
+    if row is None or not (row.xsave or row.xrstor):
+        return t.append("none: no saves or restores yet")
+    t.append(str(row.components), style="bold")
+    t.append(f"  {round(row.bytes_per_xsave):,} B per save" if row.xsave else "  no saves")
+    t.append(f"  {100 * row.bytes_share:.1f}% of all bytes  {100 * row.cycles_share:.1f}% of "
+             f"all cycles")
+    t.append(f" ({cost_model})", style="dim")
+    if row.avoidable_bytes:
+        t.append(f"  avoidable restores moved {int(row.avoidable_bytes):,} B", style="bold red")
+    return t
+
+
 class TaskDetailScreen(Screen[None]):
     BINDINGS = [("escape", "back", "Back"), ("backspace", "back", "Back")]
 
@@ -88,6 +112,7 @@ class TaskDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(f" task {self.tid}: waiting for the model…", id="detail-title")
+        yield Static(id="detail-xstate")
         with Vertical(id="detail-timeline", classes="panel") as box:
             box.border_title = "Where its user FPU state was"
             yield Static(id="timeline-strip")
@@ -123,6 +148,8 @@ class TaskDetailScreen(Screen[None]):
             (" task ", "bold reverse"), (f" {detail.comm}", fmt.task_style(detail.tid)),
             f"  tid {detail.tid}  tgid {detail.tgid}  ",
             (f"last {snap.window_ns / 1e9:g}s of trace time", "dim")))
+        self.query_one("#detail-xstate", Static).update(render_xstate(task_row(snap, detail.tid),
+                                                                      snap.cost_model))
         strip = self.query_one("#timeline-strip", Static)
         strip.update(render_timeline(detail.timeline, snap.now_ns, snap.window_ns,
                                      max(1, strip.content_size.width)))

@@ -11,17 +11,25 @@ from textual.widgets.data_table import RowDoesNotExist
 from . import fmt
 
 # (column in Snapshot.tasks, heading, width) -- sort keys cycle in this order with `s`
-COLUMNS = (
+COLUMNS = (               # the first eight fit an 80-column terminal
     ("tid", "PID", 7),
     ("comm", "COMM", 15),
-    ("xsave", "XSAVE", 7),
+    ("xsave", "XSAVE", 6),
     ("xrstor", "XRSTOR", 7),
     ("avoidable_xrstor", "AVOID", 6),
-    ("kfpu_sections", "KFPU", 6),
-    ("kfpu_ns", "KFPU t", 7),
+    ("components", "LIVE", 7),            # the largest state live at its saves (issue 10)
     ("state", "STATE", 8),
+    ("kfpu_sections", "KFPU", 5),
+    ("kfpu_ns", "KFPU t", 7),
+    ("bytes_per_xsave", "B/SAVE", 6),
 )
-SORT_KEYS = ("xrstor", "xsave", "avoidable_xrstor", "kfpu_sections", "kfpu_ns", "tid", "comm")
+SORT_KEYS = ("xrstor", "xsave", "avoidable_xrstor", "components", "kfpu_sections", "kfpu_ns",
+             "tid", "comm")
+# the order of each key: (columns, descending?); ties by tid, then the model's order. components is
+# `fputrace report --sort components`: AMX, AVX-512, AVX, SSE, then most bytes moved first
+SORT_ORDER = {"components": (("xstate_rank", "bytes", "tid"), (False, False, True)),
+              "tid": (("tid",), (True,)), "comm": (("comm", "tid"), (True, True))}
+LARGE_STATE = ("AVX-512", "AMX")         # drawn in bold: their saves move kilobytes more
 MAX_ROWS = 200           # a 10 Hz redraw of thousands of rows is wasted: filter (/) to find others
 OWN_MARK = "◆"           # before the name of a task of fputrace itself
 
@@ -44,8 +52,8 @@ def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str,
             | df["tid"].astype(str).str.contains(needle, regex=False) \
             | df["tgid"].astype(str).str.contains(needle, regex=False)
         df = df[mask]
-    ascending = sort_key in ("tid", "comm")
-    df = df.sort_values([sort_key, "tid"], ascending=[ascending, True], kind="stable")
+    by, ascending = SORT_ORDER.get(sort_key, ((sort_key, "tid"), (False, True)))
+    df = df.sort_values(list(by), ascending=list(ascending), kind="stable")
     return df.head(MAX_ROWS)
 
 
@@ -68,7 +76,8 @@ class TasksTable(DataTable):
         for key, heading, _ in COLUMNS:
             col = self.columns.get(key)  # type: ignore[call-overload]
             if col is not None:
-                mark = ("▲" if key in ("tid", "comm") else "▼") if key == self.sort_key else ""
+                mark = ("▲" if SORT_ORDER.get(key, ((), (False,)))[1][0] else "▼") \
+                    if key == self.sort_key else ""
                 col.label = Text(heading + mark, style="bold" if mark else "")
         self.refresh()
 
@@ -139,15 +148,23 @@ def render_comm(row) -> Text:
     return Text(str(row.comm), style=fmt.task_style(row.tid))
 
 
+def largest_state(components: str) -> str:
+    """The largest class of a ``components`` label ("SSE+AVX+AMX" -> "AMX"; "-": none seen)."""
+    return str(components).rsplit("+", 1)[-1]
+
+
 def render_row(row) -> tuple:
     avoid = int(row.avoidable_xrstor)
+    live = largest_state(row.components)
     return (
         Text(str(row.tid), justify="right"),
         render_comm(row),
         Text(fmt.count(row.xsave), justify="right"),
         Text(fmt.count(row.xrstor), justify="right"),
         Text(fmt.count(avoid), justify="right", style="bold red" if avoid else ""),
+        Text(live, style="bold magenta" if live in LARGE_STATE else "dim" if live == "-" else ""),
+        Text(str(row.state), style="dim" if row.state in ("exited", "sleeping") else ""),
         Text(fmt.count(row.kfpu_sections), justify="right"),
         Text(fmt.duration_ns(row.kfpu_ns) if row.kfpu_ns else "-", justify="right"),
-        Text(str(row.state), style="dim" if row.state in ("exited", "sleeping") else ""),
+        Text(fmt.count(row.bytes_per_xsave) if row.xsave else "-", justify="right"),
     )
