@@ -170,3 +170,28 @@ def test_dashboard_header_shows_skipped_runs():
     plain = render_header({"host": "h", "recursion_misses": {"sched_switch": 3, "sys_enter": 4}}, None, None).plain
     assert "SKIPPED 7 probe runs" in plain
     assert "SKIPPED" not in render_header({"host": "h", "recursion_misses": {}}, None, None).plain
+
+
+def test_record_stats_shows_what_each_program_costs(need_bcc, tmp_path):
+    """--stats: BPF run-time statistics on for the recording; the cost table at the end and in
+    meta program_stats; the live status line (a terminal: script(1)) shows ns per run."""
+    import shutil
+    out = tmp_path / "stats.fpt"
+    res = run_fputrace("record", "-o", str(out), "--stats", "--mode", "tracepoint", "--",
+                       sys.executable, "-c", CHILD.replace("sys.stdin.readline()\n", ""), "20000")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert any("kernel-side cost of each program" in line for line in lines), res.stderr
+    table = {line.split()[1]: line.split()[2:] for line in lines if line.startswith("fputrace:   ") and
+             not line.split()[1] == "program"}
+    assert {"sched_switch", "sys_enter", "sys_exit"} <= set(table), table
+    runs, rate, ns = table["sys_enter"]
+    assert int(runs.replace(",", "")) >= 20000 and 0 < float(ns) < 100_000    # every getppid() entered
+    import fputrace
+    ps = fputrace.load(out).meta["program_stats"]
+    assert ps["sys_enter"]["runs"] == int(runs.replace(",", "")) and ps["sys_enter"]["run_time_ns"] > 0
+    if shutil.which("script"):
+        cmd = " ".join([*fputrace_cmd(), "record", "-o", str(tmp_path / "tty.fpt"), "--stats", "--duration", "2s"])
+        tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=180)
+        assert tty.returncode == 0, tty.stdout
+        assert "ns/run" in tty.stdout and "switch" in tty.stdout, tty.stdout[-500:]

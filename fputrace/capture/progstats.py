@@ -153,3 +153,25 @@ def prog_fd_by_id(prog_id: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"BPF_PROG_GET_FD_BY_ID {prog_id}: {os.strerror(err)}")
     return fd
+
+
+HOT = ("sched_switch", "x86_fpu_regs_deactivated", "x86_fpu_regs_activated", "sys_enter", "sys_exit")
+
+
+def cost_summary(infos: dict[str, ProgInfo]) -> str:
+    """The status line's part: ns per run of the per-switch/per-syscall programs that ran."""
+    parts = [f"{n.removeprefix('x86_fpu_regs_')} {infos[n].ns_per_run:.0f}"
+             for n in HOT if n in infos and infos[n].ns_per_run is not None]
+    return ("ns/run " + " ".join(parts)) if parts else ""
+
+
+def cost_table(infos: dict[str, ProgInfo], seconds: float) -> list[str]:
+    """One line per program that ran: runs, runs per second, ns per run (kernel's run_time_ns)."""
+    rows = sorted(((n, i) for n, i in infos.items() if i.run_cnt), key=lambda r: -r[1].run_cnt)
+    out = [f"{'program':<28s} {'runs':>12s} {'runs/s':>12s} {'ns/run':>8s}"]
+    out += [f"{n:<28s} {i.run_cnt:>12,} {i.run_cnt / max(seconds, 1e-9):>12,.0f} {i.ns_per_run:>8.1f}" for n, i in rows]
+    return out
+
+
+def as_meta(infos: dict[str, ProgInfo]) -> dict:
+    return {n: {"runs": i.run_cnt, "run_time_ns": i.run_time_ns} for n, i in sorted(infos.items()) if i.run_cnt}

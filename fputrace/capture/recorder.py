@@ -15,6 +15,7 @@ import threading
 import time
 
 from ..errors import CaptureError, LoadError, UsageError
+from . import progstats
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
@@ -76,9 +77,20 @@ def _fmt_bytes(n: int) -> str:
 
 
 def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
-           cmd: list[str] | None = None, quiet: bool = False, verbose: bool = False) -> int:
+           cmd: list[str] | None = None, quiet: bool = False, verbose: bool = False,
+           stats: bool = False) -> int:
+    """``stats``: BPF run-time statistics on for the recording (BPF_ENABLE_STATS), the cost of each
+    program in the status line, a table at the end and in meta ``program_stats``."""
+    from .progstats import run_time_stats
     try:
-        return _record(path, opts, duration_s=duration_s, cmd=cmd, quiet=quiet, verbose=verbose)
+        if stats:
+            with run_time_stats() as on:
+                if not on:
+                    raise CaptureError("--stats: the kernel refused BPF_ENABLE_STATS (needs CAP_SYS_ADMIN, 5.8+)")
+                return _record(path, opts, duration_s=duration_s, cmd=cmd, quiet=quiet, verbose=verbose,
+                               costed=True)
+        return _record(path, opts, duration_s=duration_s, cmd=cmd, quiet=quiet, verbose=verbose,
+                       costed=progstats.stats_enabled())
     except LoadError as err:
         if verbose and err.log:           # before the one-line error the caller prints
             print(f"fputrace: load log:\n{err.log}", file=sys.stderr)
@@ -86,7 +98,9 @@ def record(path: str, opts: CaptureOptions, *, duration_s: float | None = None,
 
 
 def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: list[str] | None,
-            quiet: bool, verbose: bool) -> int:
+            quiet: bool, verbose: bool, costed: bool) -> int:
+    """``costed``: run-time statistics are on (--stats, or the sysctl, which says nothing about
+    the BPF_ENABLE_STATS fd --stats holds)."""
     from ..recording import RecordingWriter
     from .session import CaptureSession
 
@@ -140,12 +154,16 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                         if status_tty and now - last_status >= STATUS_INTERVAL_S:
                             last_status = now
                             st = cap.stats
+                            costs = progstats.cost_summary(cap.program_infos) if costed else ""
                             sys.stderr.write(f"\r{st['events']:>12,} events  {st['events_per_s']:>10,.0f}/s  "
                                              f"lost {st['lost']:,}  skipped {st['skipped']:,}  "
-                                             f"{_fmt_bytes(writer.bytes_written)}   ")
+                                             f"{_fmt_bytes(writer.bytes_written)}  {costs}   ")
                             sys.stderr.flush()
                     wthread.finish()
                     st = cap.stats
+                    if costed:
+                        meta["program_stats"] = progstats.as_meta(cap.program_infos)
+                        writer.update_meta(program_stats=meta["program_stats"])
                     writer.update_meta(end_ns=cap.meta["end_ns"], symbols=cap.meta["symbols"],
                                        lost_per_cpu=cap.meta.get("lost_per_cpu", {}),
                                        recursion_misses=cap.meta.get("recursion_misses"),
@@ -164,6 +182,11 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
             if st["lost"]:
                 print("fputrace: events were lost: increase --buffer-pages or narrow with --pid/--comm",
                       file=sys.stderr)
+            if costed:
+                print("fputrace: kernel-side cost of each program (bpf_prog_info run_time_ns / run_cnt):",
+                      file=sys.stderr)
+                for line in progstats.cost_table(cap.program_infos, st["elapsed_s"]):
+                    print(f"fputrace:   {line}", file=sys.stderr)
             if st["skipped"]:
                 which = ", ".join(f"{k} {v:,}" for k, v in cap.meta["recursion_misses"].items())
                 print(f"fputrace: the kernel skipped probe runs while another BPF program ran on the same "

@@ -13,6 +13,7 @@ EXAMPLES = """examples:
     sudo fputrace record -o x.fpt --comm postgres      # tasks named postgres
     sudo fputrace record -o x.fpt --mode tracepoint    # force an attach mode
     sudo fputrace record -o x.fpt -v                   # a refused program: the verifier's log
+    sudo fputrace record -o x.fpt --stats              # and what each BPF program costs per run
     fputrace report run.fpt                            # then analyse it
 """
 
@@ -62,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="buffer memory in 4 KiB pages, a power of two, split between the CPUs' rings "
                         "(default 16384 = 64 MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    p.add_argument("--stats", action="store_true",
+                   help="what tracing costs: BPF run-time statistics on while recording, ns per run of "
+                        "each program in the status line and at the end (also shown whenever "
+                        "kernel.bpf_stats_enabled is 1)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="on a load failure print the whole log (bcc, clang, the kernel verifier)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
@@ -87,4 +92,4 @@ def run(args) -> int:
         return print_ebpf(opts)
     from ..capture.recorder import record
     return record(args.output, opts, duration_s=args.duration, cmd=cmd, quiet=args.quiet,
-                  verbose=args.verbose)
+                  verbose=args.verbose, stats=args.stats)
