@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_capture throughput   # (a) zero-loss consumer rate
     .venv/bin/python -m benchmarks.bench_capture overhead     # (b) slowdowns and per-program cost
+    .venv/bin/python -m benchmarks.bench_capture rss --loops 6000000   # recorder memory in a storm
     .venv/bin/python -m benchmarks.bench_capture size         # (c) bytes per event on disk
     .venv/bin/python -m benchmarks.bench_capture startup      # (d) start -> first event
     .venv/bin/python -m benchmarks.bench_capture all
@@ -11,6 +12,7 @@ Results go to stdout as one line per figure; benchmarks/CAPTURE.md records this 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -218,8 +220,16 @@ def _program_costs(kind: str, d: str, loops: int) -> tuple[list[tuple], float]:
         if when == "after":
             seen["dt"] = time.monotonic() - seen["t0"]
 
-    with progstats.run_time_stats():
-        wall = _run_traced(kind, d, loops, inspect)
+    with progstats.run_time_stats(), _floor_program() as floor_fd:
+        def inspect_with_floor(proc, when):
+            inspect(proc, when)
+            seen["fds"]["(floor: an empty program on sched_switch)"] = floor_fd
+            seen[when]["(floor: an empty program on sched_switch)"] = progstats.prog_info(floor_fd)
+        wall = _run_traced(kind, d, loops, inspect_with_floor)
+    seen["fds"].pop("(floor: an empty program on sched_switch)")
+    a, b = seen["before"].pop("(floor: an empty program on sched_switch)"), \
+        seen["after"].pop("(floor: an empty program on sched_switch)")
+    floor = (b.run_time_ns - a.run_time_ns) / max(1, b.run_cnt - a.run_cnt)
     rows = []
     for name, fd in seen["fds"].items():
         a, b = seen["before"][name], seen["after"][name]
@@ -227,7 +237,23 @@ def _program_costs(kind: str, d: str, loops: int) -> tuple[list[tuple], float]:
         if runs:
             rows.append((name, runs, runs / seen["dt"], (b.run_time_ns - a.run_time_ns) / runs))
         os.close(fd)
-    return sorted(rows, key=lambda r: -r[1]), wall
+    return sorted(rows, key=lambda r: -r[1]) + [("(floor: empty program, same switches)", 0, 0.0, floor)], wall
+
+
+@contextlib.contextmanager
+def _floor_program():
+    """An empty raw tracepoint program on sched_switch: what the kernel's own accounting costs
+    per run on this host (run_time_ns brackets every run with two clock reads)."""
+    from bcc import BPF
+
+    from fputrace.capture.features import host_features
+    from fputrace.capture.headers import apply
+    apply(host_features().headers)
+    b = BPF(text=b"RAW_TRACEPOINT_PROBE(sched_switch) { return 0; }")
+    try:
+        yield next(iter(b.funcs.values())).fd
+    finally:
+        b.cleanup()
 
 
 def bench_overhead(args) -> None:
@@ -267,7 +293,68 @@ def bench_overhead(args) -> None:
         print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall[0]:.3f} s):")
         print(f"cost:   {'program':<44s} {'runs':>10s} {'runs/s':>12s} {'ns/run':>8s}")
         for name, runs, rate, ns in rows:
-            print(f"cost:   {name:<44s} {runs:>10,} {rate:>12,.0f} {ns:>8.1f}")
+            if runs:
+                print(f"cost:   {name:<44s} {runs:>10,} {rate:>12,.0f} {ns:>8.1f}")
+            else:
+                print(f"cost:   {name:<44s} {'':>10s} {'':>12s} {ns:>8.1f}")
+
+
+def _status_mb(pid: int) -> dict:
+    text = open(f"/proc/{pid}/status").read()
+    return {k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) // 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_rss(args) -> None:
+    """Resident memory of each tracer while `taskset -c 1 perf bench sched pipe -l N` storms the
+    host (issue 13: fputrace record <= 200 MB, aim <= 120): peak VmRSS sampled every 0.2 s during
+    the storm (and its anonymous / file-backed parts at that moment), the tracer's CPU time over
+    the storm, and for fputrace the events recorded and lost."""
+    global PIN
+    PIN = sorted(os.sched_getaffinity(0))[-1]
+    print(f"rss: taskset -c {PIN} perf bench sched pipe -l {args.loops}, one tracer at a time "
+          f"(load average {os.getloadavg()[0]:.2f} at start)")
+    with tempfile.TemporaryDirectory() as d:
+        for kind in ("fputrace", "perf", "bpftrace"):
+            cmd, ready = _tracer(kind, d)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            peak, done = {"VmRSS": 0}, threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    try:
+                        st = _status_mb(proc.pid)
+                    except OSError:
+                        return
+                    if st["VmRSS"] > peak["VmRSS"]:
+                        peak.update(st)
+                    time.sleep(0.2)
+            try:
+                ready(proc)
+                idle = _status_mb(proc.pid)["VmRSS"]
+                c0 = _cpu_s(proc.pid)
+                t = threading.Thread(target=sample)
+                t.start()
+                _time_pipe(args.loops)
+                done.set()
+                t.join()
+                cpu = _cpu_s(proc.pid) - c0
+            finally:
+                done.set()
+                proc.send_signal(2)
+                proc.communicate(timeout=600)
+            extra = ""
+            if kind == "fputrace":
+                import fputrace
+                tr = fputrace.load(f"{d}/o.fpt")
+                lost = sum((tr.meta.get("lost_per_cpu") or {}).values())
+                extra = f"  {len(tr.events):,} events, {lost:,} lost"
+            print(f"rss: {kind:<9s} peak {peak['VmRSS']:>4d} MB (anon {peak.get('RssAnon', 0)}, "
+                  f"file {peak.get('RssFile', 0)}; {idle} MB before the storm)  cpu {cpu:.1f} s{extra}", flush=True)
 
 
 def bench_size(args) -> None:
@@ -321,14 +408,14 @@ def bench_startup(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=["throughput", "overhead", "size", "startup", "all"])
+    p.add_argument("which", choices=["throughput", "overhead", "rss", "size", "startup", "all"])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--loops", type=int, default=100000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--write", action="store_true", help="(a) also write the flood to a file")
     args = p.parse_args()
-    for name in (["throughput", "overhead", "size", "startup"] if args.which == "all" else [args.which]):
+    for name in (["throughput", "overhead", "rss", "size", "startup"] if args.which == "all" else [args.which]):
         globals()[f"bench_{name}"](args)
 
 

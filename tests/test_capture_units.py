@@ -121,8 +121,10 @@ def test_hot_programs_fall_back_to_perf_tracepoints_and_say_why(monkeypatch):
     assert got.kind == "perf_tracepoint" and got.reason == "BTF lacks task_exit_state", got
     monkeypatch.setattr(types, "offset", real_offset)
     got = hot.plan_hot(feat, ["sched_switch", "x86_fpu_regs_activated"])
-    assert got.kind == "tp_btf" and got.btf_programs == [("fpt_btf__sched_switch", "sched_switch"),
-                                                         ("fpt_btf__x86_fpu_regs_activated", "x86_fpu_regs_activated")]
+    assert got.kind == "tp_btf" and got.btf_programs == [
+        ("fpt_btf__sched_switch", "sched_switch", types.typedef_id("btf_trace_sched_switch")),
+        ("fpt_btf__x86_fpu_regs_activated", "x86_fpu_regs_activated",
+         types.typedef_id("btf_trace_x86_fpu_regs_activated"))]
     assert f"-DFPT_OFF_TASK_PID={types.offset('task_struct', 'pid')}" in got.cflags
     feat.tp_btf = Probe(False, "EPERM: the kernel refuses tracing programs")
     got = hot.plan_hot(feat, ["sched_switch"])
@@ -156,3 +158,11 @@ def test_btf_offsets_agree_with_bpftool():
         regs = next(m for m in structs["fpstate"]["members"] if m["name"] == "regs")["bits_offset"] // 8
         hdr = next(m for m in structs["xregs_state"]["members"] if m["name"] == "header")["bits_offset"] // 8
         assert types.offset("fpstate", "regs.xsave.header.xfeatures") == regs + hdr
+
+
+def test_every_probed_symbol_is_among_the_symbols_of_interest():
+    """Planning looks symbols up in one cheap pass over /proc/kallsyms that keeps only these."""
+    from fputrace.capture.features import Features
+    from fputrace.capture.plan import PROBE_SYMBOLS
+    wanted = {s for syms in PROBE_SYMBOLS.values() for s in syms}
+    assert wanted <= Features.SYMBOLS_OF_INTEREST, wanted - Features.SYMBOLS_OF_INTEREST

@@ -163,3 +163,33 @@ def test_a_mode_the_host_refuses_is_one_line_exit_1(need_bcc, tmp_path):
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--mode fentry is not possible here" in lines[0], res.stderr
     assert not (tmp_path / "x.fpt").exists(), "no file when nothing was captured"
+
+
+@pytest.mark.live
+def test_recorder_maps_neither_pandas_nor_the_model_nor_the_compiler(need_bcc, tmp_path):
+    """The recorder only streams: pandas and the model's engine stay out of its process, and
+    once the programs are loaded the compiler inside bcc (LLVM, clang) is not resident (issue 13)."""
+    out = tmp_path / "lean.fpt"
+    proc = subprocess.Popen([*fputrace_cmd(), "record", "-q", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        maps = open(f"/proc/{proc.pid}/maps").read()
+        resident = {}
+        path = None
+        for line in open(f"/proc/{proc.pid}/smaps"):
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                path = head[5] if len(head) > 5 else ""
+            elif head[0] == "Rss:" and path and ("libLLVM" in path or "libclang" in path):
+                resident[path] = resident.get(path, 0) + int(head[1])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert "pandas" not in maps, "pandas is mapped in the recorder"
+    assert "fputrace/model/_engine" not in maps, "the model's engine is mapped in the recorder"
+    # what stays is the copy-on-write part of their data (relocations), not their code
+    assert sum(resident.values()) < 20 * 1024, {p: f"{kb // 1024} MB" for p, kb in resident.items()}

@@ -19,7 +19,7 @@ def print_ebpf(opts: CaptureOptions) -> int:
         feat.set_tp_btf(Probe(False, "not tested (--ebpf loads nothing)", tested=False))
     plan = make_plan(feat, opts.mode, opts.programs)
     from .ringbuf import choose
-    cflags = final_cflags(plan.cflags + opts.filter_cflags(), choose(feat, opts.transport, opts.pages).cflags())
+    cflags = final_cflags(plan.cflags + opts.filter_cflags(), choose(feat, opts.transport, opts.pages, opts.buffer_pages is not None).cflags())
     head, _, source = render(cflags).partition("\n")
     sys.stdout.write(head + "\n")
     untested = [n for n, p in (("fentry", feat.fentry), ("tp_btf", feat.tp_btf)) if not p.tested]

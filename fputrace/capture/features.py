@@ -143,9 +143,37 @@ class Features:
             pass
         return syms
 
+    # the few symbols planning asks about (plan.PROBE_SYMBOLS and test targets): found in one pass
+    # over /proc/kallsyms without keeping its ~120k other names (20 MB) for the whole capture
+    SYMBOLS_OF_INTEREST = frozenset({
+        "_stext", "schedule", "kernel_fpu_begin_mask", "kernel_fpu_begin", "kernel_fpu_end",
+        "save_fpregs_to_fpstate", "copy_fpregs_to_fpstate", "restore_fpregs_from_fpstate",
+        "__restore_fpregs_from_fpstate", "switch_fpu_return", "fpu_clone", "fpu__copy"})
+
+    @cached_property
+    def _symbols_of_interest(self) -> dict[str, int]:
+        if "kallsyms" in self.__dict__:
+            return {n: a for n, a in self.kallsyms.items() if n in self.SYMBOLS_OF_INTEREST}
+        want, out = self.SYMBOLS_OF_INTEREST, {}
+        try:
+            with open("/proc/kallsyms") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 3 and parts[2] in want and parts[1] in "tTwW":
+                        out.setdefault(parts[2], int(parts[0], 16))
+        except OSError:
+            pass
+        return out
+
+    def symbol(self, name: str) -> int | None:
+        """Address of a kernel text symbol (0 when addresses are hidden), None when absent."""
+        if name in self.SYMBOLS_OF_INTEREST:
+            return self._symbols_of_interest.get(name)
+        return self.kallsyms.get(name)
+
     @cached_property
     def kallsyms_visible(self) -> bool:
-        return any(self.kallsyms.get(s) for s in ("_stext", "schedule"))
+        return any(self.symbol(s) for s in ("_stext", "schedule"))
 
     @cached_property
     def ftrace_functions(self) -> set[str] | None:
@@ -215,7 +243,7 @@ class Features:
 
     @cached_property
     def fentry_target(self) -> str | None:
-        return next((s for s in ("kernel_fpu_end", "schedule") if s in self.kallsyms), None)
+        return next((s for s in ("kernel_fpu_end", "schedule") if self.symbol(s) is not None), None)
 
     @cached_property
     def btf_types(self):
@@ -244,6 +272,12 @@ class Features:
         if cached is not None:
             return cached
         return Probe(False, "not tested (no test load in this run)", tested=False)
+
+    def forget(self, *names: str) -> None:
+        """Drop cached answers that take memory (kallsyms: ~20 MB, the parsed BTF: ~30 MB) once
+        nothing needs them; they are computed again if asked for."""
+        for name in names:
+            self.__dict__.pop(name, None)
 
     def set_tp_btf(self, verdict: Probe) -> None:
         self.__dict__["tp_btf"] = verdict

@@ -29,7 +29,7 @@ class HotPlan:
     kind: str                                   # tp_btf | raw_tracepoint | perf_tracepoint
     reason: str                                 # why not a better kind ("" for tp_btf)
     cflags: list[str] = field(default_factory=list)
-    btf_programs: list[tuple[str, str]] = field(default_factory=list)   # (bcc function, tracepoint)
+    btf_programs: list[tuple[str, str, int]] = field(default_factory=list)  # (bcc function, tracepoint, BTF id)
     offsets: dict[str, int] = field(default_factory=dict)
 
     def as_meta(self) -> dict:
@@ -66,7 +66,7 @@ def plan_hot(feat: Features, tracepoints: list[str], request: str = "auto") -> H
     flags = [f"-D{k}={v}" for k, v in sorted(off.items())]
     tp_btf = feat.tp_btf
     if request in ("auto", "tp_btf") and tp_btf.ok:
-        progs = [(f"fpt_btf__{tp}", tp) for tp in tracepoints]
+        progs = [(f"fpt_btf__{tp}", tp, feat.btf_types.typedef_id(f"btf_trace_{tp}")) for tp in tracepoints]
         return HotPlan("tp_btf", "", ["-DFPT_HOT_BTF", *flags], progs, off)
     why = "requested" if request == "raw_tracepoint" else f"tp_btf refused: {tp_btf.reason}"
     return HotPlan("raw_tracepoint", why, ["-DFPT_HOT_RAW", *flags], [], off)

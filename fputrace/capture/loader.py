@@ -141,14 +141,12 @@ def load(plan: Plan, cflags: list[str]) -> Loaded:
     return Loaded(b, cflags, text, btf_programs=btf_programs)
 
 
-def _load_tp_btf(b, programs: list[tuple[str, str]]) -> dict:
+def _load_tp_btf(b, programs: list[tuple[str, str, int]]) -> dict:
     """Load and attach the tp_btf functions bcc compiled (it cannot load them itself)."""
-    from .features import host_features
-    types = host_features().btf_types
     out = {}
     try:
-        for func, tp in programs:
-            fd = tpbtf.load(b.dump_func(func.encode()), types.typedef_id(f"btf_trace_{tp}"), tp)
+        for func, tp, btf_id in programs:
+            fd = tpbtf.load(b.dump_func(func.encode()), btf_id, tp)
             out[tp] = (fd, -1)
             out[tp] = (fd, tpbtf.attach(fd))
     except tpbtf.TpBtfError:
@@ -212,3 +210,39 @@ def verify_fentry(feat: Features) -> str:
 
 def eperm_hint(err: OSError) -> str:
     return "needs root or CAP_BPF+CAP_PERFMON" if err.errno == errno.EPERM else str(err)
+
+
+COMPILER_LIBS = ("libLLVM", "libclang")
+
+
+def release_compiler_pages() -> int:
+    """After the programs are loaded the compiler inside bcc (LLVM and clang, ~85 MB of code)
+    is not needed: drop its pages from this process's resident set. Only mappings whose pages
+    are all clean and file-backed (no copy-on-write page: code, read-only data) are dropped, so
+    nothing is lost; a page used again is read back from the page cache. -> bytes dropped."""
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    MADV_DONTNEED = 4
+    dropped, region = 0, None
+    try:
+        lines = open("/proc/self/smaps").read().splitlines()
+    except OSError:
+        return 0
+
+    def flush(r):
+        nonlocal dropped
+        if r and r["path"] and any(lib in r["path"] for lib in COMPILER_LIBS) and r["perms"][3] == "p" \
+                and "w" not in r["perms"] and r.get("Anonymous", 1) == 0 and r.get("Rss", 0):
+            if libc.madvise(ctypes.c_void_p(r["start"]), ctypes.c_size_t(r["end"] - r["start"]), MADV_DONTNEED) == 0:
+                dropped += r["Rss"] * 1024
+
+    for line in lines:
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            flush(region)
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            region = {"start": lo, "end": hi, "perms": head[1], "path": head[5] if len(head) > 5 else ""}
+        elif region is not None and head[0] in ("Rss:", "Anonymous:"):
+            region[head[0][:-1]] = int(head[1])
+    flush(region)
+    return dropped

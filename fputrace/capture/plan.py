@@ -76,7 +76,7 @@ class Plan:
 
 def _symbol(feat: Features, event: str) -> tuple[str | None, str]:
     for sym in PROBE_SYMBOLS[event]:
-        if sym in feat.kallsyms:
+        if feat.symbol(sym) is not None:
             return sym, ""
     names = "/".join(PROBE_SYMBOLS[event])
     return None, f"{names} not in kallsyms (inlined on this kernel)"

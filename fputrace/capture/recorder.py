@@ -19,43 +19,94 @@ from . import progstats
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
-WRITE_QUEUE_BATCHES = 256        # beyond this the consumer waits and the ring absorbs (or LOSTs)
+WRITE_QUEUE_BYTES = 64 << 20     # beyond this the consumer waits and the ring absorbs (or LOSTs)
+WRITER_BATCH_EVENTS = 1 << 18    # events per file batch: 10 MiB raw while it fills
 
 
 class _WriterThread:
     """Encoding and compressing a batch takes about as long as reading it from the ring: on its
-    own thread (pyarrow releases the GIL while compressing) the ring keeps draining meanwhile."""
+    own thread (pyarrow releases the GIL while compressing) the ring keeps draining meanwhile.
+    At most WRITE_QUEUE_BYTES wait to be written. Beyond that the caller writes the oldest queued
+    batches itself before queueing more: memory stays bounded, and a writer thread the scheduler
+    starves (a loaded host) does not stall the reading of the ring, which would overflow it."""
 
     def __init__(self, writer):
-        import queue
+        import collections
         self.writer = writer
-        self.queue: "queue.Queue" = queue.Queue(WRITE_QUEUE_BATCHES)
         self.error: BaseException | None = None
+        self._queue: "collections.deque" = collections.deque()
+        self._queued_bytes = 0
+        self._cond = threading.Condition()      # guards the queue
+        self._io = threading.Lock()             # one batch written at a time, in queue order
+        self._done = False
         self.thread = threading.Thread(target=self._run, name="fputrace-record-writer", daemon=True)
         self.thread.start()
 
-    def _run(self):
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
+    def _write_next(self) -> bool:
+        """Pop the oldest batch and write it (holding _io from pop to write: order kept)."""
+        with self._io:
+            with self._cond:
+                if not self._queue:
+                    return False
+                batch = self._queue.popleft()
+                self._queued_bytes -= batch.nbytes
             if self.error is None:
                 try:
                     self.writer.write(batch)
                 except BaseException as err:      # surfaced by put()/finish() in the main thread
                     self.error = err
+            return True
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._queue and not self._done:
+                    self._cond.wait()
+                if not self._queue and self._done:
+                    return
+            self._write_next()
 
     def put(self, batch) -> None:
         if self.error is not None:
             raise self.error
-        if len(batch):
-            self.queue.put(batch)
+        if not len(batch):
+            return
+        while self._queued_bytes > WRITE_QUEUE_BYTES and self._write_next():
+            pass
+        with self._cond:
+            self._queue.append(batch)
+            self._queued_bytes += batch.nbytes
+            self._cond.notify()
 
     def finish(self) -> None:
-        self.queue.put(None)
+        with self._cond:
+            self._done = True
+            self._cond.notify()
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+def _bounded_heap() -> None:
+    """glibc malloc, tuned for a long-running stream of big short-lived buffers (ring reads,
+    reorder and file batches): those above 256 KiB are mmapped and go back to the OS when freed
+    (the dynamic threshold would otherwise move them onto the heap), and two arenas, not one per
+    thread, hold what is left. ``trim_heap`` returns the free tail regularly."""
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+    libc.mallopt(M_MMAP_THRESHOLD, 256 << 10)
+    libc.mallopt(M_ARENA_MAX, 2)
+    global _malloc_trim
+    _malloc_trim = libc.malloc_trim
+
+
+_malloc_trim = None
+
+
+def trim_heap() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _check_output(path: str) -> None:
@@ -101,6 +152,10 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
             quiet: bool, verbose: bool, costed: bool) -> int:
     """``costed``: run-time statistics are on (--stats, or the sysctl, which says nothing about
     the BPF_ENABLE_STATS fd --stats holds)."""
+    _bounded_heap()
+    import pyarrow
+    # the system allocator gives freed batches back to the OS; Arrow's default pool keeps them
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     from ..recording import RecordingWriter
     from .session import CaptureSession
 
@@ -123,7 +178,7 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
             # as a context manager: a failure below marks the file aborted instead of complete
-            with RecordingWriter(path, meta) as writer:
+            with RecordingWriter(path, meta, max_batch_events=WRITER_BATCH_EVENTS) as writer:
                 wthread = _WriterThread(writer)
                 try:
                     if not quiet:
@@ -133,7 +188,7 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                     deadline = t0 + duration_s if duration_s else None
                     last_status = 0.0
                     lost_reported, skipped_reported = {}, {}
-                    symbols_reported, last_symbols = 0, t0
+                    symbols_reported, last_symbols, last_trim = 0, t0, t0
                     for batch in cap.batches(stop):
                         wthread.put(batch)
                         if cap.meta.get("lost_per_cpu") != lost_reported:
@@ -143,6 +198,9 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                             skipped_reported = cap.meta["recursion_misses"]
                             writer.update_meta(recursion_misses=skipped_reported)
                         now = time.monotonic()
+                        if now - last_trim >= 1.0:
+                            last_trim = now
+                            trim_heap()
                         if cap.callers_seen != symbols_reported and now - last_symbols >= 5.0:
                             # so that a killed recording can still name its kernel-FPU callers
                             symbols_reported, last_symbols = cap.callers_seen, now

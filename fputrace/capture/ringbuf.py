@@ -17,7 +17,8 @@ buffer order), ``read()`` and ``close()``. None calls Python per event: bcc's pe
 tops out near 0.65M records/s (SPEC 3), so each ring is mapped and consumed directly:
 
 * consumer page (rw) at offset 0 holds ``consumer_pos``; producer page (ro) at offset PAGE_SIZE
-  holds ``producer_pos``, followed by the data area mapped twice so a wrapped range is contiguous;
+  holds ``producer_pos``, followed by the data area (mapped once: a read across its end is put
+  together from two slices);
 * every record is an 8-byte header (len with BUSY bit 31 / DISCARD bit 30) + one 40-byte event,
   so [consumer_pos, producer_pos) is an array of 48-byte records; we stop at the first BUSY one
   (reserved, not yet committed), skip DISCARDed ones and publish the new consumer_pos.
@@ -73,10 +74,18 @@ def wakeup_every(ring_pages: int, producers: int) -> int:
     return 1 << (per_cpu.bit_length() - 1)
 
 
-def choose(feat, requested: str, total_pages: int) -> Transport:
-    """The transport for this kernel (or the one requested), sized from ``total_pages``."""
+# Without --buffer-pages, one CPU's ring holds at most this: 32 MiB = 700k records, a few seconds
+# of the busiest CPU's stream; more is kernel memory and, mapped, resident memory of the recorder
+DEFAULT_MAX_PAGES_PER_CPU = 8192
+
+
+def choose(feat, requested: str, total_pages: int, explicit: bool = True) -> Transport:
+    """The transport for this kernel (or the one requested), sized from ``total_pages``
+    (``explicit``: given by the user, else the default budget, capped per CPU)."""
     cpus = feat.possible_cpus
     percpu_pages = max(1, 1 << ((total_pages // cpus).bit_length() - 1)) if total_pages >= cpus else 1
+    if not explicit:
+        percpu_pages = min(percpu_pages, DEFAULT_MAX_PAGES_PER_CPU)
     if requested in ("auto", "ringbuf_percpu") and feat.ringbuf_percpu.ok:
         return Transport("ringbuf_percpu", percpu_pages, cpus)
     if requested == "ringbuf_percpu":
@@ -105,7 +114,10 @@ class RingBufferReader:
         self.data_bytes = data_bytes
         self._mask = data_bytes - 1
         self._cons_map = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod_map = mmap.mmap(map_fd, page + 2 * data_bytes, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        # the data area once: the kernel offers it twice in a row (so that a wrapped record is
+        # contiguous), but every mapped page counts in our RSS; the rare read across the end is
+        # stitched from two slices instead
+        self._prod_map = mmap.mmap(map_fd, page + data_bytes, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._cons = np.frombuffer(self._cons_map, dtype="<u8", count=1)
         self._prod = np.frombuffer(self._prod_map, dtype="<u8", count=1)
         self._data = np.frombuffer(self._prod_map, dtype=np.uint8, offset=page)
@@ -130,7 +142,12 @@ class RingBufferReader:
         if n <= 0:
             return empty_batch()
         start = cons & self._mask
-        raw = self._data[start:start + n * RECORD_BYTES].view(RECORD_DTYPE)
+        end = start + n * RECORD_BYTES
+        if end <= self.data_bytes:
+            chunk = self._data[start:end]
+        else:                            # wraps: the end of the area, then its start
+            chunk = np.concatenate((self._data[start:], self._data[:end - self.data_bytes]))
+        raw = chunk.view(RECORD_DTYPE)
         lens = raw["len"]
         busy = (lens & RINGBUF_BUSY_BIT) != 0
         if busy.any():
@@ -142,7 +159,7 @@ class RingBufferReader:
         keep = (lens & RINGBUF_DISCARD_BIT) == 0
         # rows of 6 u64: the header word, then the 40-byte event; numpy copies these as plain
         # words (fast) rather than field by field
-        words = self._data[start:start + n * RECORD_BYTES].view(np.uint64).reshape(-1, RECORD_BYTES // 8)
+        words = chunk[:n * RECORD_BYTES].view(np.uint64).reshape(-1, RECORD_BYTES // 8)
         words = words[:, 1:] if keep.all() else words[keep][:, 1:]
         out = np.ascontiguousarray(words).view(EVENT_DTYPE).reshape(-1)
         self._cons[0] = cons + n * RECORD_BYTES   # hand the space back to the producers

@@ -98,8 +98,12 @@ class CaptureSession:
         if self.opts.programs in ("auto", "tp_btf"):
             verify_tp_btf(feat)
         self.plan = plan = make_plan(feat, self.opts.mode, self.opts.programs)
+        # what only planning needed (the plan keeps its offsets and BTF ids): ~30 MB before the
+        # compiler's own peak; symbols stay where kernel-FPU callers can be seen
+        feat.forget("btf_types", "_btf_blob", *(("kallsyms", "_sorted_addrs")
+                                                if plan.effective_mode == "tracepoint" else ()))
         from . import ringbuf
-        self.transport = transport = ringbuf.choose(feat, self.opts.transport, self.opts.pages)
+        self.transport = transport = ringbuf.choose(feat, self.opts.transport, self.opts.pages, self.opts.buffer_pages is not None)
         self.cflags = final_cflags(plan.cflags + self.opts.filter_cflags(), transport.cflags())
         start_ns = time.monotonic_ns()
         start_wall = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
@@ -108,6 +112,10 @@ class CaptureSession:
             bpf = self._loaded.bpf
             expected = expected_tif_bit(feat.version)
             self._set_tif_bit(expected)
+            import ctypes.util
+            ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)   # clang's heap, freed
+            from .loader import release_compiler_pages
+            self.compiler_pages_released = release_compiler_pages()
             self._reader = ringbuf.open_reader(transport, bpf)
             if transport.kind == "ringbuf_percpu":    # nothing was kept before the rings existed
                 start_ns = time.monotonic_ns()

@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "allows it, else one shared ring, else the perf buffer)")
     p.add_argument("--buffer-pages", type=_pages, metavar="N",
                    help="buffer memory in 4 KiB pages, a power of two, split between the CPUs' rings "
-                        "(default 16384 = 64 MiB)")
+                        "(default 16384 = 64 MiB, at most 16 MiB per CPU)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p.add_argument("--stats", action="store_true",
                    help="what tracing costs: BPF run-time statistics on while recording, ns per run of "
