@@ -42,7 +42,7 @@ def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> di
         "kprobes": _check(feat.kprobes.ok, feat.kprobes.reason),
         "raw_tracepoints": _check(feat.raw_tracepoints.ok, feat.raw_tracepoints.reason or "available"),
         "tp_btf": _check(feat.tp_btf.ok if feat.tp_btf.tested else None, feat.tp_btf.reason),
-        "transport": _check(True, feat.ringbuf.reason),
+        "transport": _check(True, _transport_text(feat)),
     }
     report = {"ok": False, "mode": None, "checks": checks, "modes": {}, "headers": feat.headers.as_meta(),
               "tif_need_fpu_load_bit": expected_tif_bit(feat.version),
@@ -96,6 +96,16 @@ def diagnose(mode: str = "auto", load: bool = True, verbose: bool = False) -> di
             report["load"]["log"] = err.log
         report["remedy"] = f"{err} (inspect with: fputrace record -o x --ebpf)"
     return report
+
+
+def _transport_text(feat) -> str:
+    from .options import DEFAULT_BUFFER_PAGES
+    from .ringbuf import choose
+    t = choose(feat, "auto", DEFAULT_BUFFER_PAGES, explicit=False)
+    size = f"{t.pages * 4 // 1024} MiB" if t.pages >= 256 else f"{t.pages * 4} KiB"
+    what = {"ringbuf_percpu": f"one BPF ring buffer per CPU ({t.rings} x {size})",
+            "ringbuf": f"one shared BPF ring buffer ({size})", "perfbuf": "perf buffer"}[t.kind]
+    return what + (f"; {t.reason}" if t.reason else "")
 
 
 def _log_text(check: dict) -> str:
