@@ -12,8 +12,10 @@ Which one (``choose``), by kernel, best first:
 * ``perfbuf``: bcc's perf buffer (per-CPU too, but a perf record header and bcc's per-record
   callback: the slowest, for kernels without ring buffers).
 
-Every reader exposes ``poll(timeout_ms) -> np.ndarray[EVENT_DTYPE]`` (whatever arrived, in
-buffer order), ``read()`` and ``close()``. None calls Python per event: bcc's per-record callback
+Every reader exposes ``wait(timeout_ms)`` (until something is there or the timeout), ``read() ->
+np.ndarray[EVENT_DTYPE]`` (whatever arrived, in buffer order), ``poll(timeout_ms)`` (both) and
+``close()``. The session takes its clock between ``wait`` and ``read``: everything committed by
+then is in what ``read`` returns, however long the consumer itself is descheduled. None calls Python per event: bcc's per-record callback
 tops out near 0.65M records/s (SPEC 3), so each ring is mapped and consumed directly:
 
 * consumer page (rw) at offset 0 holds ``consumer_pos``; producer page (ro) at offset PAGE_SIZE
@@ -130,9 +132,12 @@ class RingBufferReader:
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
 
-    def poll(self, timeout_ms: int) -> np.ndarray:
+    def wait(self, timeout_ms: int) -> None:
         if self.pending_bytes() == 0 and timeout_ms > 0 and self._epoll is not None:
             self._epoll.poll(timeout_ms / 1000.0)
+
+    def poll(self, timeout_ms: int) -> np.ndarray:
+        self.wait(timeout_ms)
         return self.read()
 
     def read(self) -> np.ndarray:
@@ -206,9 +211,12 @@ class PerCpuRings:
     def pending_bytes(self) -> int:
         return sum(r.pending_bytes() for r in self._rings)
 
-    def poll(self, timeout_ms: int) -> np.ndarray:
+    def wait(self, timeout_ms: int) -> None:
         if self.pending_bytes() == 0 and timeout_ms > 0:
             self._epoll.poll(timeout_ms / 1000.0)
+
+    def poll(self, timeout_ms: int) -> np.ndarray:
+        self.wait(timeout_ms)
         return self.read()
 
     def read(self) -> np.ndarray:
@@ -249,8 +257,11 @@ class PerfBufferReader:
 
         bpf[table.encode()].open_perf_buffer(on_event, page_cnt=pages, lost_cb=on_lost)
 
+    def wait(self, timeout_ms: int) -> None:
+        self._bpf.perf_buffer_poll(timeout=timeout_ms)      # what arrives is kept in _chunks
+
     def poll(self, timeout_ms: int) -> np.ndarray:
-        self._bpf.perf_buffer_poll(timeout=timeout_ms)
+        self.wait(timeout_ms)
         return self._take()
 
     def read(self) -> np.ndarray:

@@ -179,15 +179,19 @@ class CaptureSession:
         self._early = []
         last = 0
         while not stop.is_set():
-            got = self._reader.poll(POLL_MS)
+            self._reader.wait(POLL_MS)
+            # the release clock is read before the buffers: an event stamped before `now` was
+            # committed by then (programs run with preemption off) and so is in this read, even
+            # when this thread is descheduled between the read and the release
             now = time.monotonic_ns()
+            got = self._reader.read()
             self._ingest(got)
             if now - last < RELEASE_EVERY_NS and len(got):
                 continue
             last = now
             if now - self._progs_read_ns >= PROGRAM_STATS_EVERY_NS:
                 self._read_programs(now)
-            yield self._ready()
+            yield self._reorder.pop_ready(now)
         yield from self._finish()
 
     def _finish(self):
@@ -221,9 +225,6 @@ class CaptureSession:
         lost = self._lost_events()
         if len(lost):
             self._reorder.push(lost)
-
-    def _ready(self) -> np.ndarray:
-        return self._reorder.pop_ready()
 
     def _lost_events(self) -> np.ndarray:
         """LOST events for the failed reserves counted since the last look, per CPU, each stamped
