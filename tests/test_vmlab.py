@@ -119,8 +119,17 @@ def test_recorder_clean(lab, mode):
     meta = m["meta"]
     assert not meta["truncated"], f"{mode}: recording incomplete"
     assert sum((meta["lost_per_cpu"] or {}).values()) == 0, f"{mode}: lost events {meta['lost_per_cpu']}"
-    expected = {"fentry": "fentry", "kprobe": "kprobe", "auto": "fentry", "tracepoint": "tracepoint"}[mode]
+    auto = "kprobe" if _preemptible(lab) else "fentry"    # the weakest probe type it attached
+    expected = {"fentry": "fentry", "kprobe": "kprobe", "auto": auto, "tracepoint": "tracepoint"}[mode]
     assert meta["capture_mode"] == expected, f"--mode {mode} recorded as {meta['capture_mode']}"
+
+
+def _preemptible(lab: dict) -> bool:
+    """The guest kernel's preemption model (debugfs sched/preempt, else its config) allows
+    preempting kernel code (7.x: lazy; Debian's 6.1 and 6.12 run voluntary)."""
+    model = lab["guest"]["facts"].get("preempt")
+    assert model, f"the guest did not report its preemption model: {lab['guest']['facts']}"
+    return model in ("full", "lazy", "rt")
 
 
 # Tolerance, measured per run: bpftrace counts with kprobes, and the kernel skips a kprobe BPF
@@ -176,13 +185,22 @@ def test_model_report_equals_bpftrace(lab, mode):
     assert not diff, f"{lab['kernel']['release']} --mode {mode}:\n" + "\n".join(diff)
 
 
-def test_auto_mode_picks_fentry_on_stock_kernel(lab):
-    """Stock kernels have BTF and allow fentry: auto must choose it for every FPU probe."""
+def test_auto_mode_on_stock_kernel(lab):
+    """Stock kernels have BTF and allow fentry: auto chooses it for every FPU probe, except, on
+    a preemptible kernel (7.x: preempt=lazy), the probes whose function runs with preemption on
+    at entry (kernel FPU begin, paired with its end, and fork's save in fpu_clone): an fentry
+    program preempted there makes the kernel skip that program for every other task on the CPU
+    (recursion misses), so auto takes the kprobe there and says why."""
     _guest_ok(lab)
     _need_mode(lab, "auto")
     attach = lab["modes"]["auto"]["attach"]
-    for ev in ("kfpu_begin", "kfpu_end", "xsave", "xrstor", "user_return"):
-        assert str(attach.get(ev, "")).startswith("fentry:"), f"auto chose {attach.get(ev)} for {ev}: {attach}"
+    preemptible = _preemptible(lab)
+    for ev in ("kfpu_begin", "kfpu_end", "xsave", "xrstor", "user_return", "fork_save"):
+        if ev not in attach:
+            continue
+        want = "kprobe:" if preemptible and ev in ("kfpu_begin", "kfpu_end", "fork_save") else "fentry:"
+        assert str(attach[ev]).startswith(want), \
+            f"{lab['kernel']['release']} (preempt={lab['guest']['facts']['preempt']}): auto chose {attach[ev]} for {ev}: {attach}"
 
 
 def test_tif_need_fpu_load_bit(lab):
@@ -201,10 +219,12 @@ def test_tracepoint_mode_exact_part(lab):
     _guest_ok(lab)
     _need_mode(lab, "tracepoint")
     fentry = {r["workload"]: r for r in _rows(lab, "fentry")}
+    slack = (lab.get("bpftrace_kprobe_misses") or {}).get("xrstor", 0)
     diff = []
     for r in _rows(lab, "tracepoint"):
-        if r["fpt_xrstor"] != r["bt_xrstor"]:
-            diff.append(f"{r['workload']}: XRSTOR {r['fpt_xrstor']} vs bpftrace {r['bt_xrstor']}")
+        if not 0 <= r["fpt_xrstor"] - r["bt_xrstor"] <= slack:     # the tracepoint sees what bpftrace's kprobe skipped
+            diff.append(f"{r['workload']}: XRSTOR {r['fpt_xrstor']} vs bpftrace {r['bt_xrstor']} "
+                        f"(bpftrace recursion misses on the restore {slack})")
         if r["fpt_xsave_switch"] != fentry[r["workload"]]["fpt_xsave_switch"]:
             diff.append(f"{r['workload']}: switch XSAVE {r['fpt_xsave_switch']} vs fentry "
                         f"{fentry[r['workload']]['fpt_xsave_switch']}")

@@ -53,10 +53,28 @@ def kernel_facts() -> dict:
             flags = set(line.split(":", 1)[1].split())
             break
     return {"release": platform.release(), "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
-            "symbols": {s: s in present for s in PROBE_SYMBOLS}, "tracepoints": tps,
+            "preempt": preemption_model(), "symbols": {s: s in present for s in PROBE_SYMBOLS}, "tracepoints": tps,
             "cpu_flags": sorted(flags & {"avx", "avx2", "avx512f", "aes", "vaes", "sha_ni", "xsaves",
                                          "xsavec", "xsaveopt"}),
             "nproc": os.cpu_count()}
+
+
+def preemption_model() -> str:
+    """The running model of a PREEMPT_DYNAMIC kernel ("none voluntary (full) lazy" in debugfs),
+    else the build's (the kernel config in the headers tree), else ''."""
+    try:
+        return open("/sys/kernel/debug/sched/preempt").read().split("(", 1)[1].split(")", 1)[0]
+    except (OSError, IndexError):
+        pass
+    try:
+        config = open(f"/lib/modules/{platform.release()}/build/.config").read().splitlines()
+    except OSError:
+        return ""
+    for option, model in (("PREEMPT_RT", "rt"), ("PREEMPT_LAZY", "lazy"), ("PREEMPT", "full"),
+                          ("PREEMPT_VOLUNTARY", "voluntary"), ("PREEMPT_NONE", "none")):
+        if f"CONFIG_{option}=y" in config:
+            return model
+    return ""
 
 
 def load_modules() -> dict:
