@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,16 @@ from fputrace.model import Model
 from fputrace.trace import load
 from fputrace.tui.activity import RecentActivity
 from fputrace.tui.app import FputraceApp
+from fputrace.tui.messages import SourceStatus
+from fputrace.tui.sources import Source
 from fputrace.tui.screens.dashboard import DashboardScreen
 from fputrace.tui.screens.help import HelpScreen
 from fputrace.tui.screens.prompt import PromptScreen
 from fputrace.tui.screens.task_detail import TaskDetailScreen
 from fputrace.tui.replay import open_replay
 from fputrace.tui.widgets.tasks import TasksTable
+
+from .tui_helpers import META, HandModel
 
 pytestmark = [pytest.mark.tui, pytest.mark.timeout(600)]
 
@@ -276,6 +281,30 @@ async def test_r_does_nothing_in_a_replay(tmp_path, monkeypatch):
         await pilot.press("r")
         await pilot.pause(0.3)
     assert not list(tmp_path.iterdir())
+
+
+class InstantSource(Source):
+    """Posts its picture the moment the app starts it, before the screen may have its panels."""
+    live = False
+
+    def _run(self, post, is_cancelled) -> None:
+        self._post_picture(post, HandModel(), SourceStatus(live=False, paused=True,
+                                                           events_per_s=0.0))
+        while not is_cancelled():
+            time.sleep(0.01)
+
+
+@sync
+async def test_a_picture_before_the_panels_exist_is_drawn_when_they_do():
+    """The source starts with the app; on a loaded machine its first picture came before the
+    dashboard had composed its panels and the app died (NoMatches: CpuPanel). Five starts: each
+    draws the picture (without the fix most of them crashed)."""
+    for _ in range(5):
+        app = FputraceApp(InstantSource(dict(META)))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await until(pilot, lambda: app.drawn_pictures > 0, timeout_s=60)
+            assert table_tids(app) == [101, 202, 7]
+            assert app.is_running
 
 
 class RecordedStream:

@@ -10,6 +10,7 @@ import pytest
 from fputrace.tui.app import FputraceApp
 from fputrace.tui.screens.task_detail import TaskDetailScreen
 from fputrace.tui.replay import open_replay
+from fputrace.tui.widgets.kfpu import KfpuPanel
 from fputrace.tui.widgets.tasks import TasksTable
 
 from .test_tui_app import AT_NS, DEMO
@@ -21,13 +22,21 @@ def app() -> FputraceApp:
     return FputraceApp(open_replay(str(DEMO), start_ns=AT_NS, playing=False))
 
 
+def settled(app) -> bool:
+    """The first picture is laid out and rendered, and the panels drawn for a width (the kernel
+    FPU users) were drawn for the width they have now."""
+    return app.drawn_pictures > 0 and all(p.drawn_width == p.content_size.width
+                                          for p in app.screen.query(KfpuPanel) if p.display)
+
+
 async def drawn(pilot) -> None:
-    """Wait for the first picture (the model may be compiling) and for layout to settle."""
+    """Wait for the first picture, drawn and laid out (conditions, not time: a loaded machine
+    takes longer)."""
     for _ in range(2400):
-        if pilot.app.pictures:
+        if settled(pilot.app):
             break
         await pilot.pause(0.05)
-    assert pilot.app.pictures, "no picture from the model"
+    assert settled(pilot.app), "no picture from the model, or not laid out"
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 

@@ -66,7 +66,9 @@ class FputraceApp(App):
         self.record_dir = Path(record_dir)
         self.snapshot = None
         self.status = None
-        self.pictures = 0            # snapshots drawn (tests wait on this)
+        self.pictures = 0            # snapshots given to the screens (tests wait on this)
+        self.drawn_pictures = 0      # ... and laid out and rendered since
+        self._undrawn: SnapshotReady | None = None
         self.draw_s = 0.0            # UI thread CPU time spent drawing them (benchmarks)
 
     def get_default_screen(self) -> DashboardScreen:
@@ -84,8 +86,19 @@ class FputraceApp(App):
 
     # --- pictures from the source ---------------------------------------------------------------
     async def on_snapshot_ready(self, msg: SnapshotReady) -> None:
-        t0 = time.thread_time()
         self.snapshot, self.status = msg.snapshot, msg.status
+        self._undrawn = msg
+        # the source starts with the app: its first picture can come before the dashboard has
+        # its panels (then the dashboard draws it when mounted)
+        if self.get_screen_dashboard().ready:
+            await self.draw_picture()
+
+    async def draw_picture(self) -> None:
+        """Draw the newest picture from the source, if not drawn yet."""
+        msg, self._undrawn = self._undrawn, None
+        if msg is None:
+            return
+        t0 = time.thread_time()
         dash = self.get_screen_dashboard()
         await dash.show(self.source.meta, msg.snapshot, msg.status)
         if isinstance(self.screen, TaskDetailScreen) and msg.detail is not None \
@@ -96,6 +109,7 @@ class FputraceApp(App):
         def drawn() -> None:        # after layout and rendering: what the picture really cost
             cost = time.thread_time() - t0
             self.draw_s += cost
+            self.drawn_pictures += 1
             self.source.picture_drawn(cost)
         self.call_after_refresh(drawn)
 

@@ -31,6 +31,8 @@ def _panel(widget, title: str):
 
 class DashboardScreen(Screen):
     AUTO_FOCUS = "#tasks"          # arrows and Enter work at once; Tab reaches the others
+    ready = False                  # its panels are mounted: pictures can be drawn
+
     def compose(self) -> ComposeResult:
         yield DashboardHeader(id="header")
         with Vertical(id="body"):
@@ -46,10 +48,10 @@ class DashboardScreen(Screen):
                                  "Policy estimate")
         yield Footer()
 
-    def on_mount(self) -> None:
-        # (the first picture may already be here: the model needs no compile wait any more)
-        self.query_one(DashboardHeader).show(self.app.source.meta, self.app.snapshot,
-                                             self.app.status)
+    async def on_mount(self) -> None:
+        self.query_one(DashboardHeader).show(self.app.source.meta, None, None)
+        self.ready = True
+        await self.app.draw_picture()      # the first picture may have come before the panels
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_BELOW_COLUMNS, "narrow")

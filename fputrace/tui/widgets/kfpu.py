@@ -66,6 +66,8 @@ def no_callers(sections: int) -> Text:
 
 
 class KfpuPanel(VerticalScroll):
+    drawn_width = 0                 # the width its tables were made for (a resize redraws them)
+
     def compose(self):
         yield Static(id="kfpu-callers")
         yield Static(id="kfpu-hist")
@@ -73,7 +75,7 @@ class KfpuPanel(VerticalScroll):
     def show(self, callers: pd.DataFrame, hist: pd.DataFrame, sections: int = 0) -> None:
         """``sections``: all kernel FPU sections of the tasks (inferred ones have no caller)."""
         self._data = (callers, hist, sections)
-        width = self.content_size.width or 40
+        width = self.drawn_width = self.content_size.width or 40
         self.query_one("#kfpu-callers", Static).update(
             render_callers(callers, width) if len(callers) else no_callers(sections))
         has_hist = hist is not None and len(hist) and int(hist["count"].sum())
