@@ -106,6 +106,45 @@ def test_lost_accounting_is_exact_with_a_tiny_ring(need_bcc):
     assert counters["bpf_lost"] == stats["lost"] == lost_in_band == lost_meta
 
 
+def test_a_backlog_larger_than_one_read_comes_out_whole_and_in_order(need_bcc):
+    """The consumer stalls (the caller does not ask for batches for 0.4 s, as a loaded host would
+    deschedule it) while a flood fills the rings: the backlog is taken out a bounded read at a
+    time (ringbuf.READ_RECORDS), and nothing of it may be released before what is still in
+    another ring: every event delivered, none late, none out of order."""
+    from fputrace.capture import CaptureOptions, CaptureSession
+    from fputrace.capture.ringbuf import READ_RECORDS
+    stop = threading.Event()
+    opts = CaptureOptions(mode="tracepoint", buffer_pages=65536, synthetic=8, calibrate_s=0.1)
+    parts, biggest_backlog = [], 0
+    with CaptureSession(opts) as cap:
+        deadline = time.monotonic() + 2.5
+
+        def flood():                       # both CPUs: each ring gets a backlog of its own
+            while time.monotonic() < deadline:
+                os.getppid()
+
+        threads = [threading.Thread(target=flood) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i, batch in enumerate(cap.batches(stop)):
+            parts.append(batch)
+            biggest_backlog = max(biggest_backlog, cap._reader.pending_bytes() // 48)
+            if time.monotonic() >= deadline:
+                stop.set()
+            elif i % 8 == 4:
+                time.sleep(0.4)            # no reads meanwhile: the rings fill up
+        for t in threads:
+            t.join()
+        stats, counters = cap.stats, cap.bpf_counters()
+    ev = np.concatenate(parts)
+    assert biggest_backlog > 2 * READ_RECORDS, f"the stall left only {biggest_backlog} records behind"
+    lost_rows = ev["kind"] == Kind.LOST
+    assert stats["events"] + stats["lost"] == counters["bpf_events"]
+    assert int(ev["a0"][lost_rows].sum()) == stats["lost"]
+    assert stats["late_events"] == 0
+    assert (np.diff(ev["ts_ns"].astype(np.int64)) >= 0).all()
+
+
 def _bpf_prog_ids_of(pid: int) -> set[int]:
     ids = set()
     for fd in os.listdir(f"/proc/{pid}/fdinfo"):

@@ -166,3 +166,33 @@ def test_every_probed_symbol_is_among_the_symbols_of_interest():
     from fputrace.capture.plan import PROBE_SYMBOLS
     wanted = {s for syms in PROBE_SYMBOLS.values() for s in syms}
     assert wanted <= Features.SYMBOLS_OF_INTEREST, wanted - Features.SYMBOLS_OF_INTEREST
+
+
+def test_reorder_holds_back_what_a_buffer_may_still_hold():
+    """pop_ready(now, before_ns): a ring that held more than one read takes may still hold events
+    from just before the newest one taken: nothing at or after before_ns - slack is released."""
+    from fputrace.capture.reorder import BUFFER_ORDER_SLACK_NS
+    r = Reorderer(hold_ns=10)
+    r.push(_batch([100, 5_000_000, 9_000_000]))
+    got = r.pop_ready(now_ns=10**9, before_ns=5_000_000 + BUFFER_ORDER_SLACK_NS)
+    assert list(got["ts_ns"]) == [100]
+    r.push(_batch([4_000_000]))                 # still in the other ring at the first release
+    got = r.pop_ready(now_ns=10**9)
+    assert list(got["ts_ns"]) == [4_000_000, 5_000_000, 9_000_000]
+    assert r.late_events == 0
+
+
+def test_default_ring_size_is_capped_per_cpu_and_an_explicit_budget_is_not():
+    from types import SimpleNamespace
+
+    from fputrace.capture.options import DEFAULT_BUFFER_PAGES
+    from fputrace.capture.ringbuf import DEFAULT_MAX_PAGES_PER_CPU, choose
+    ok = SimpleNamespace(ok=True, reason="")
+    for cpus in (1, 2, 3, 64):
+        feat = SimpleNamespace(possible_cpus=cpus, ringbuf_percpu=ok, ringbuf=ok)
+        t = choose(feat, "auto", DEFAULT_BUFFER_PAGES, explicit=False)
+        assert t.kind == "ringbuf_percpu" and t.rings == cpus
+        assert t.pages == min(DEFAULT_MAX_PAGES_PER_CPU, 1 << ((DEFAULT_BUFFER_PAGES // cpus).bit_length() - 1))
+        assert t.pages * cpus <= DEFAULT_BUFFER_PAGES
+    feat = SimpleNamespace(possible_cpus=2, ringbuf_percpu=ok, ringbuf=ok)
+    assert choose(feat, "auto", 65536, explicit=True).pages == 32768

@@ -7,7 +7,7 @@ from ..errors import UsageError
 from .plan import MODES
 
 PROGRAM_KINDS = ("auto", "tp_btf", "raw_tracepoint", "perf_tracepoint")
-DEFAULT_BUFFER_PAGES = 16384       # 64 MiB ring: ~1.4M events, ~1 s at 1M events/s if the consumer stalls
+DEFAULT_BUFFER_PAGES = 16384       # 64 MiB split between the CPUs' rings, at most 16 MiB each (ringbuf.py)
 MAX_BUFFER_PAGES = 262144          # 1 GiB (the ring's size in bytes is a u32 in the map definition)
 
 

@@ -19,7 +19,8 @@ from . import progstats
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
-WRITE_QUEUE_BYTES = 64 << 20     # beyond this the consumer waits and the ring absorbs (or LOSTs)
+WRITE_QUEUE_BYTES = 16 << 20     # beyond this the consumer writes and the ring absorbs (or LOSTs):
+                                 # 0 lost in the storm with 16 MiB as with 64 (CAPTURE.md (e))
 WRITER_BATCH_EVENTS = 1 << 18    # events per file batch: 10 MiB raw while it fills
 
 

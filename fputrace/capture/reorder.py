@@ -23,6 +23,10 @@ import numpy as np
 from ..events import EVENT_DTYPE, empty_batch
 
 DEFAULT_HOLD_NS = 100_000_000
+# a buffer is filled in reservation order, and a program reads the clock just before it reserves:
+# an interrupt's program between the two, or another CPU's on a shared ring, can put a slightly
+# older record after a newer one
+BUFFER_ORDER_SLACK_NS = 1_000_000
 _WORDS = EVENT_DTYPE.itemsize // 8
 
 
@@ -55,9 +59,14 @@ class Reorderer:
     def pending(self) -> int:
         return sum(len(r) for _, _, r in self._pending)
 
-    def pop_ready(self, now_ns: int | None = None) -> np.ndarray:
+    def pop_ready(self, now_ns: int | None = None, before_ns: int | None = None) -> np.ndarray:
+        """Events ``hold_ns`` older than ``now_ns`` and, if given, older than ``before_ns``: the
+        newest event taken from a buffer that still holds more (BUFFER_ORDER_SLACK_NS before it)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        return self._release(now_ns - self.hold_ns)
+        watermark = now_ns - self.hold_ns
+        if before_ns is not None:
+            watermark = min(watermark, before_ns - BUFFER_ORDER_SLACK_NS - 1)
+        return self._release(watermark)
 
     def flush(self) -> np.ndarray:
         return self._release(None)

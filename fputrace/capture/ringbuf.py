@@ -13,9 +13,11 @@ Which one (``choose``), by kernel, best first:
   callback: the slowest, for kernels without ring buffers).
 
 Every reader exposes ``wait(timeout_ms)`` (until something is there or the timeout), ``read() ->
-np.ndarray[EVENT_DTYPE]`` (whatever arrived, in buffer order), ``poll(timeout_ms)`` (both) and
-``close()``. The session takes its clock between ``wait`` and ``read``: everything committed by
-then is in what ``read`` returns, however long the consumer itself is descheduled. None calls Python per event: bcc's per-record callback
+np.ndarray[EVENT_DTYPE]`` (what arrived, in buffer order, at most READ_RECORDS), ``poll(timeout_ms)``
+(both), ``holdback_ns()`` and ``close()``. The session takes its clock between ``wait`` and
+``read``: everything committed by then is in what ``read`` returns or, where a ring held more
+than one read takes, stamped no earlier than ``holdback_ns()`` (the newest record taken from such
+a ring; a ring is filled in time order by its CPU), however long the consumer was descheduled. None calls Python per event: bcc's per-record callback
 tops out near 0.65M records/s (SPEC 3), so each ring is mapped and consumed directly:
 
 * consumer page (rw) at offset 0 holds ``consumer_pos``; producer page (ro) at offset PAGE_SIZE
@@ -43,6 +45,11 @@ from ..events import EVENT_DTYPE, empty_batch
 from .abi import RECORD_BYTES, RECORD_DTYPE, RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT
 
 TRANSPORTS = ("auto", "ringbuf_percpu", "ringbuf", "perfbuf")
+# records taken out of the rings per read, all rings together (5 MiB of events): a backlog stays
+# in the ring, whose pages are resident anyway, instead of being copied out in one piece (and
+# then again by the reorder and the writer: a full 32 MiB ring cost ~100 MB of copies at once;
+# the session holds the release back to what no ring still holds, see holdback_ns)
+READ_RECORDS = 1 << 17
 BPF_MAP_TYPE_RINGBUF = 27
 
 
@@ -76,9 +83,11 @@ def wakeup_every(ring_pages: int, producers: int) -> int:
     return 1 << (per_cpu.bit_length() - 1)
 
 
-# Without --buffer-pages, one CPU's ring holds at most this: 32 MiB = 700k records, a few seconds
-# of the busiest CPU's stream; more is kernel memory and, mapped, resident memory of the recorder
-DEFAULT_MAX_PAGES_PER_CPU = 8192
+# Without --buffer-pages, one CPU's ring holds at most this: 16 MiB = 350k records, 0.3 s of a
+# CPU in a context-switch storm. The recorder maps every ring whole, so each page is resident
+# memory of the recorder: this is most of its RSS (benchmarks/CAPTURE.md (e)). Measured in the
+# storm at load 6-9: 0 lost with 16 MiB, as with 32.
+DEFAULT_MAX_PAGES_PER_CPU = 4096
 
 
 def choose(feat, requested: str, total_pages: int, explicit: bool = True) -> Transport:
@@ -128,6 +137,10 @@ class RingBufferReader:
             self._epoll = select.epoll()
             self._epoll.register(map_fd, select.EPOLLIN)
         self.records_read = 0
+        self.left_behind_ts: int | None = None    # last ts taken when the read left records behind
+
+    def holdback_ns(self) -> int | None:
+        return self.left_behind_ts
 
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
@@ -140,10 +153,12 @@ class RingBufferReader:
         self.wait(timeout_ms)
         return self.read()
 
-    def read(self) -> np.ndarray:
+    def read(self, max_records: int = READ_RECORDS) -> np.ndarray:
         cons = int(self._cons[0])
         prod = int(self._prod[0])        # x86-TSO: the data before producer_pos is visible
-        n = (prod - cons) // RECORD_BYTES
+        avail = (prod - cons) // RECORD_BYTES
+        n = min(avail, max_records)
+        self.left_behind_ts = None
         if n <= 0:
             return empty_batch()
         start = cons & self._mask
@@ -169,6 +184,8 @@ class RingBufferReader:
         out = np.ascontiguousarray(words).view(EVENT_DTYPE).reshape(-1)
         self._cons[0] = cons + n * RECORD_BYTES   # hand the space back to the producers
         self.records_read += n
+        if n < avail and len(out):
+            self.left_behind_ts = int(out["ts_ns"][-1])
         return out
 
     def close(self) -> None:
@@ -211,6 +228,10 @@ class PerCpuRings:
     def pending_bytes(self) -> int:
         return sum(r.pending_bytes() for r in self._rings)
 
+    def holdback_ns(self) -> int | None:
+        marks = [r.left_behind_ts for r in self._rings if r.left_behind_ts is not None]
+        return min(marks) if marks else None
+
     def wait(self, timeout_ms: int) -> None:
         if self.pending_bytes() == 0 and timeout_ms > 0:
             self._epoll.poll(timeout_ms / 1000.0)
@@ -220,7 +241,8 @@ class PerCpuRings:
         return self.read()
 
     def read(self) -> np.ndarray:
-        parts = [b for b in (r.read() for r in self._rings) if len(b)]
+        share = max(1024, READ_RECORDS // len(self._rings))
+        parts = [b for b in (r.read(share) for r in self._rings) if len(b)]
         if not parts:
             return empty_batch()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -256,6 +278,9 @@ class PerfBufferReader:
             self.kernel_lost += count      # the BPF side counts these too (perf_submit fails)
 
         bpf[table.encode()].open_perf_buffer(on_event, page_cnt=pages, lost_cb=on_lost)
+
+    def holdback_ns(self) -> None:
+        return None                        # perf_buffer_poll drains every buffer
 
     def wait(self, timeout_ms: int) -> None:
         self._bpf.perf_buffer_poll(timeout=timeout_ms)      # what arrives is kept in _chunks

@@ -53,6 +53,7 @@ from .reorder import Reorderer
 
 POLL_MS = 100
 RELEASE_EVERY_NS = 50_000_000      # reorder bookkeeping cadence under load
+RELEASE_PENDING = 1 << 18          # ... or as soon as this many events wait (a backlog read in pieces)
 PROGRAM_STATS_EVERY_NS = 1_000_000_000   # bpf_prog_info of our programs (recursion misses)
 
 
@@ -186,12 +187,12 @@ class CaptureSession:
             now = time.monotonic_ns()
             got = self._reader.read()
             self._ingest(got)
-            if now - last < RELEASE_EVERY_NS and len(got):
+            if len(got) and now - last < RELEASE_EVERY_NS and self._reorder.pending() < RELEASE_PENDING:
                 continue
             last = now
             if now - self._progs_read_ns >= PROGRAM_STATS_EVERY_NS:
                 self._read_programs(now)
-            yield self._reorder.pop_ready(now)
+            yield self._reorder.pop_ready(now, self._reader.holdback_ns())
         yield from self._finish()
 
     def _finish(self):
@@ -199,10 +200,13 @@ class CaptureSession:
             return
         self._loaded.detach_all()          # no producer left: what is in the ring is final
         while True:
+            now = time.monotonic_ns()
             got = self._reader.read()
             if not len(got):
                 break
             self._ingest(got)
+            if self._reorder.pending() >= RELEASE_PENDING:
+                yield self._reorder.pop_ready(now, self._reader.holdback_ns())
         self._ingest(empty_batch())        # last lost counts, after the drain
         self._read_programs(time.monotonic_ns())   # programs detached: these counts are final
         self._stopped = True
