@@ -195,11 +195,14 @@ def bench_storm(args) -> list[str]:
             f"{dash['pictures_drawn']} pictures; CPU time: capture {dash['capture_cpu_s']:.1f} s, "
             f"model feed {dash['feed_cpu_s']:.1f} s, snapshots {dash['snapshot_s']:.1f} s, drawing "
             f"{dash['draw_s']:.1f} s; queue peak {dash['queue_peak_events']:,}/"
-            f"{dash['queue_bound_events']:,} events, capture waited {dash['capture_wait_s']:.1f} s; "
+            f"{dash['queue_bound_events']:,} events, capture waited {dash['capture_wait_s']:.1f} s, "
+            f"its longest round {dash.get('capture_max_gap_s', 0):.2f} s; "
             f"RSS idle {dash['rss_idle_kb'] // 1024} MB, peak {dash['rss_peak_kb'] // 1024} MB "
             f"(load average {load0} at start)")
         print(lines[-1], flush=True)
         print("   last header:\n" + dash["header"], flush=True)
+        if args.dashboard_only:
+            return lines
         fpt = tmp / "storm.fpt"
         rec = tracer_under_storm([FPUTRACE, "record", "-q", "-o", str(fpt)], args.loops,
                                  ready_path=fpt)
@@ -310,6 +313,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("storm", help="the real dashboard under perf bench sched pipe (root)")
     s.add_argument("--loops", type=int, default=6_000_000)
     s.add_argument("--keep", metavar="FILE", help="keep the storm recording made by fputrace record")
+    s.add_argument("--dashboard-only", action="store_true",
+                   help="only the dashboard's run (no record/bpftrace/perf runs for comparison)")
     p = sub.add_parser("paced", help="synthetic producer at a fixed rate (no root)")
     p.add_argument("--rate", type=float, default=1_000_000)
     p.add_argument("--seconds", type=float, default=10.0)

@@ -260,3 +260,28 @@ def test_replay_feeds_batches_given_out_of_order_in_time_order():
     run_source(src, lambda m: len(m) >= 1)
     ts = np.concatenate(fed)
     assert len(ts) == 20 and np.all(np.diff(ts.astype(np.int64)) >= 0)
+
+
+class FillingRing(PacedProducer):
+    """A capture whose kernel ring reports a fill level (SessionProducer.ring_fill)."""
+    fill = 0.0
+
+    def ring_fill(self) -> float:
+        return self.fill
+
+
+def test_a_filling_kernel_ring_holds_pictures_back():
+    """The capture thread that reads the ring is starved of CPU when its ring fills: the dashboard
+    then draws only the stale-screen minimum (one picture every 5 s), and again as often as it can
+    once the ring has room, losing nothing on its side meanwhile."""
+    producer = FillingRing(rate=100_000, seconds=6.0, batch=500)
+    src = LiveSource(producer, model_factory=HandModel)
+    producer.fill = 0.5
+    t0 = time.monotonic()
+    msgs = run_source(src, lambda m: time.monotonic() - t0 > 3.0, timeout_s=30)
+    pictures = [m for m in msgs if isinstance(m, SnapshotReady)]
+    assert src.behind
+    assert 1 <= len(pictures) <= 2, len(pictures)          # the first, then none for 5 s
+    producer.fill = 0.01
+    assert not src.behind
+    assert src.captured_events == src.fed_events

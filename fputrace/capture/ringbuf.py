@@ -145,6 +145,10 @@ class RingBufferReader:
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
 
+    def fill(self) -> float:
+        """0..1: how full the ring is."""
+        return self.pending_bytes() / self.data_bytes
+
     def wait(self, timeout_ms: int) -> None:
         if self.pending_bytes() == 0 and timeout_ms > 0 and self._epoll is not None:
             self._epoll.poll(timeout_ms / 1000.0)
@@ -231,6 +235,10 @@ class PerCpuRings:
     def holdback_ns(self) -> int | None:
         marks = [r.left_behind_ts for r in self._rings if r.left_behind_ts is not None]
         return min(marks) if marks else None
+
+    def fill(self) -> float:
+        """0..1: how full the fullest ring is."""
+        return max((r.fill() for r in self._rings), default=0.0)
 
     def wait(self, timeout_ms: int) -> None:
         if self.pending_bytes() == 0 and timeout_ms > 0:

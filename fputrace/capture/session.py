@@ -252,6 +252,12 @@ class CaptureSession:
         self.program_infos = self._progs.read()
         self.meta["recursion_misses"] = ProgramStats.recursion_misses(self.program_infos)
 
+    def ring_fill(self) -> float:
+        """How full the fullest kernel ring is, 0..1 (0 for the perf buffer, which cannot say):
+        a reader that lets it grow is about to lose events (the live dashboard then draws less)."""
+        fill = getattr(self._reader, "fill", None)
+        return fill() if fill is not None else 0.0
+
     # ---- results -----------------------------------------------------------------------
     def bpf_counters(self) -> dict:
         out = {}

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..capture.recorder import trim_heap
 from ..errors import CaptureError
 from ..events import EVENT_DTYPE, TASK_KTHREAD, Kind, comm_to_args
 from .messages import SourceFailed, SourceNotice, SourceStatus
@@ -33,6 +34,7 @@ from .sources import Source
 
 QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring is the real buffer
 BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
+RING_BEHIND = 0.125          # so does a kernel ring this full: its reader is starved of CPU
 FEED_EVENTS = 1 << 18        # queued batches are fed together up to this many (a feed has a
                              # fixed cost: small batches at a low rate would pay it thousands of times)
 
@@ -53,6 +55,9 @@ class SessionProducer:
         self._stop = threading.Event()
         self._batches = session.batches(self._stop)
         self._closed = False
+
+    def ring_fill(self) -> float:
+        return self.session.ring_fill()
 
     def poll(self, timeout_s: float) -> list:
         """One ring-buffer poll (the session waits at most ~100 ms and yields even when empty)."""
@@ -77,6 +82,9 @@ def open_live_producer(mode: str = "auto", **options) -> SessionProducer:
         from ..capture import CaptureOptions, CaptureSession
     except ImportError as err:
         raise CaptureError(f"live capture is not available in this installation ({err})") from None
+    # the recorder's heap: big short-lived buffers go back to the OS (trimmed after pictures)
+    from ..capture.recorder import _bounded_heap
+    _bounded_heap()
     print(f"fputrace: compiling and attaching probes (mode {mode})...", file=sys.stderr, flush=True)
     session = CaptureSession(CaptureOptions(mode=mode, **options))
     session.__enter__()
@@ -144,6 +152,7 @@ class LiveSource(Source):
         self.fed_events = 0
         self.unfed_at_exit = 0                # still queued when the dashboard quit
         self.capture_cpu_s = 0.0              # CPU time of the capture thread (polls, reorder)
+        self.capture_max_gap_s = 0.0          # the longest one round of it took (a stall: loss)
         self.feed_cpu_s = 0.0                 # CPU time of the worker in model.feed
         self.first_ts_ns = 0
         self._stop = threading.Event()
@@ -156,11 +165,15 @@ class LiveSource(Source):
     # capture thread: hands every batch on, waiting for room when the model is behind
     def _capture_loop(self) -> None:
         try:
+            last = time.monotonic()
             while not self._stop.is_set():
                 for batch in self.producer.poll(0.05):
                     if len(batch) and self.batches.put(batch, self._stop):
                         self.captured_events += len(batch)
                 self.capture_cpu_s = time.thread_time()
+                now = time.monotonic()
+                self.capture_max_gap_s = max(self.capture_max_gap_s, now - last)
+                last = now
         except Exception as err:  # noqa: BLE001 -- shown to the user, the dashboard stays up
             self.capture_error = f"capture stopped: {err}"
         finally:
@@ -186,6 +199,7 @@ class LiveSource(Source):
                     self.capture_error = ""
                 if not self.paused and self.pacer.due(now, self.behind):
                     self._post_picture(post, model, self._status(events_per_s))
+                    trim_heap()             # a picture's frames are freed: give them back
         finally:
             self._stop.set()
             capture.join(timeout=5)
@@ -201,13 +215,17 @@ class LiveSource(Source):
                    queue_peak_events=self.batches.peak_events,
                    capture_wait_s=round(self.batches.wait_s, 3),
                    capture_cpu_s=round(self.capture_cpu_s, 3), feed_cpu_s=round(self.feed_cpu_s, 3),
+                   capture_max_gap_s=round(self.capture_max_gap_s, 3),
                    bpf_counters=getattr(self.producer, "counters", {}))
         return out
 
     @property
     def behind(self) -> bool:
-        """The model has a backlog (and the kernel ring may be filling behind it)."""
-        return self.batches.events > BEHIND_EVENTS
+        """The model has a backlog, or the kernel ring is filling: the capture thread is not
+        getting the CPU it needs (a loaded host). Pictures wait (one every few seconds still
+        comes): drawing one takes the CPU from the threads that must keep up."""
+        fill = getattr(self.producer, "ring_fill", None)
+        return self.batches.events > BEHIND_EVENTS or (fill is not None and fill() > RING_BEHIND)
 
     def _feed(self, model, batch: np.ndarray) -> None:
         if not self.first_ts_ns:
