@@ -18,6 +18,7 @@ impossible is one line on the terminal, not a screen.
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from .sources import Source
 
 QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring is the real buffer
 BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
+LIVE_RING_PAGES_PER_CPU = 8192   # 32 MiB per CPU's ring: ~700k events, >1 s of a storm's CPU
 RING_BEHIND = 0.125          # so does a kernel ring this full: its reader is starved of CPU
 FEED_EVENTS = 1 << 18        # queued batches are fed together up to this many (a feed has a
                              # fixed cost: small batches at a low rate would pay it thousands of times)
@@ -85,6 +87,9 @@ def open_live_producer(mode: str = "auto", **options) -> SessionProducer:
     # the recorder's heap: big short-lived buffers go back to the OS (trimmed after pictures)
     from ..capture.recorder import _bounded_heap
     _bounded_heap()
+    # rings deeper than the recorder's: a busy screen's threads make the capture thread wait for
+    # the CPU longer than a recorder's (seconds at load 8 on two CPUs)
+    options.setdefault("buffer_pages", LIVE_RING_PAGES_PER_CPU * (os.cpu_count() or 1))
     print(f"fputrace: compiling and attaching probes (mode {mode})...", file=sys.stderr, flush=True)
     session = CaptureSession(CaptureOptions(mode=mode, **options))
     session.__enter__()
