@@ -275,10 +275,15 @@ def bench_overhead(args) -> None:
     from fputrace.capture import progstats
     stats_on = progstats.stats_enabled()
     load0 = os.getloadavg()[0]
+    streamed = []                 # fputrace rounds: (events recorded, events lost)
     with tempfile.TemporaryDirectory() as d:
         for _ in range(args.rounds):
             for k in kinds:
                 times[k].append(_run_traced(k, d, loops))
+                if k == "fputrace":
+                    from fputrace.recording.reader import open_recording
+                    meta = open_recording(f"{d}/o.fpt").meta
+                    streamed.append((meta.get("events", 0), sum((meta.get("lost_per_cpu") or {}).values())))
         costs = {k: _program_costs(k, d, loops) for k in ("fputrace", "bpftrace")}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
@@ -289,6 +294,9 @@ def bench_overhead(args) -> None:
         print(f"overhead: {labels[k]:<44s} cpu {cpu[k]:.3f} s  ratio {cpu[k] / cpu[None]:.2f}  "
               f"(wall {wall[k]:.2f} s, ratio {wall[k] / wall[None]:.2f}; cpu runs: "
               f"{', '.join(f'{c:.3f}' for _, c in times[k])})")
+    print(f"overhead: fputrace streamed every event: {', '.join(f'{e:,} events {lost:,} lost' for e, lost in streamed)}"
+          if not any(lost for _, lost in streamed) else
+          f"overhead: fputrace LOST events: {', '.join(f'{e:,} events {lost:,} lost' for e, lost in streamed)}")
     for k, (rows, wall) in costs.items():
         print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall[0]:.3f} s):")
         print(f"cost:   {'program':<44s} {'runs':>10s} {'runs/s':>12s} {'ns/run':>8s}")
