@@ -10,7 +10,10 @@ log() { printf '[setup] %s\n' "$*"; }
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo ./setup.sh): it installs system packages" >&2; exit 1; }
 
 pkgs=(python3 python3-venv python3-dev gcc python3-bpfcc bpftrace bpftool linux-perf tmux
-      qemu-system-x86 busybox-static cpio kmod xz-utils zstd e2fsprogs ca-certificates prometheus)
+      qemu-system-x86 busybox-static cpio kmod xz-utils zstd e2fsprogs ca-certificates prometheus
+      dmsetup wireguard-tools mdadm btrfs-progs iproute2 make openssl)
+# (the lab's guests use the host root: dm-crypt, WireGuard, md raid6 and btrfs need their tools here;
+#  make/openssl: the host workloads of tests/vmlab/host.py)
 # Exact headers for the running kernel when the distribution has them, else the generic ones
 # (fputrace merges the split Debian tree itself and says so in `fputrace doctor`).
 missing=()

@@ -1,60 +1,185 @@
 """The lab's pure parts, without booting anything: the bpftrace program and its parser, the
-README table renderer, the dependency walk of the kernel fetcher, the initramfs module order."""
+windows and per-process counting of recordings, the tolerance evidence from bpftool, the
+generated documents, the dependency walk of the kernel fetcher."""
 from __future__ import annotations
 
-from tests.vmlab import kernels, lab, report
+import numpy as np
+
+from fputrace.events import EVENT_DTYPE, FLAG_INFERRED, Kind, XsaveCause, comm_to_args
+from tests.vmlab import analysis, cases, kernels, lab, report
 from tests.vmlab.guest import bpftrace_prog
 
 
-def test_bpftrace_program_counts_per_process_and_syscalls():
-    prog = bpftrace_prog.program(list(bpftrace_prog.FUNCS), list(bpftrace_prog.TRACEPOINTS))
-    for f in bpftrace_prog.FUNCS:
-        assert f'kprobe:{f} {{ @c[pid, "{f}"] = count();' in prog
-    assert "tracepoint:raw_syscalls:sys_exit /@kfpu[tid]/" in prog
-    assert bpftrace_prog.READY in prog
-    # without kernel_fpu_begin_mask there is nothing to mark syscalls with
-    assert "raw_syscalls" not in bpftrace_prog.program(["kernel_fpu_end"], [])
+# ---- bpftrace ------------------------------------------------------------------------------------
+def test_probe_choice_follows_the_kernel():
+    k510 = {"kernel_fpu_begin", "kernel_fpu_end", "copy_fpregs_to_fpstate", "switch_fpu_return"}
+    assert bpftrace_prog.choose(k510) == {"kfpu_begin": "kernel_fpu_begin", "kfpu_end": "kernel_fpu_end",
+                                          "xsave": "copy_fpregs_to_fpstate", "user_return": "switch_fpu_return"}
+    k61 = set(bpftrace_prog.FUNCS)          # both begin functions: only the _mask one is probed
+    got = bpftrace_prog.choose(k61)
+    assert got["kfpu_begin"] == "kernel_fpu_begin_mask" and got["xrstor"] == "restore_fpregs_from_fpstate"
 
 
-def test_bpftrace_output_parser():
+def test_program_counts_per_window_and_process():
+    probes = bpftrace_prog.choose(set(bpftrace_prog.FUNCS))
+    prog = bpftrace_prog.program(probes, list(bpftrace_prog.TRACEPOINTS))
+    for fact, fn in probes.items():
+        assert f'kprobe:{fn} /@w/ {{ @c[@w, pid, "{fact}"] = count();' in prog
+    assert f"args->args[0] == {bpftrace_prog.WINDOW_MAGIC}" in prog and "@w = args->args[1];" in prog
+    assert 'printf("WINDOW %d %llu %d\\n"' in prog
+    assert "tracepoint:raw_syscalls:sys_exit /@w && @kfpu[tid]/" in prog
+    assert '"switch_saves"' in prog and "@prev[cpu] == tid" in prog
+    # without a begin function there is nothing to mark syscalls with, and no @kfpu map at all
+    bare = bpftrace_prog.program({}, list(bpftrace_prog.TRACEPOINTS))
+    assert "raw_syscalls:sys_exit" not in bare and "@kfpu" not in bare and "clear(@prev)" in bare
+
+
+def test_output_parser():
     out = """Attaching 9 probes...
 BPFTRACE-READY
-@c[236, kernel_fpu_begin_mask]: 1800
-@c[236, tp:x86_fpu_regs_activated]: 638
-@c[7, syscalls_with_kfpu]: 3
+WINDOW 1 1000 0
+WINDOW 0 5000 1
+Lost 3 events
+@c[1, 236, kfpu_begin]: 1800
+@c[1, 236, tp:x86_fpu_regs_activated]: 638
+@c[2, 7, syscalls_with_kfpu]: 3
 
 @other[1]: 5
 """
-    assert bpftrace_prog.parse(out) == {236: {"kernel_fpu_begin_mask": 1800, "tp:x86_fpu_regs_activated": 638},
-                                        7: {"syscalls_with_kfpu": 3}}
+    assert bpftrace_prog.parse(out) == {1: {236: {"kfpu_begin": 1800, "tp:x86_fpu_regs_activated": 638}},
+                                        2: {7: {"syscalls_with_kfpu": 3}}}
+    assert bpftrace_prog.windows(out) == [{"window": 1, "ns": 1000, "cpu": 0}, {"window": 0, "ns": 5000, "cpu": 1}]
+    assert bpftrace_prog.lost_lines(out) == 3
 
 
-def _row(mode, workload, **kw):
-    base = {"mode": mode, "workload": workload, "pid": 1, "fpt_xsave_switch": 5, "fpt_xsave_kfpu": 2,
-            "fpt_xsave_kfpu_inferred": 1, "fpt_kfpu_begin_inferred": 1, "bt_tp_activated": 3,
-            "bt_tp_deactivated": 5, "bt_syscalls_with_kfpu": 2, "model_xsave": 7, "model_xrstor": 3,
-            "model_kfpu_sections": 2, "model_kfpu_sections_inferred": 0, "model_avoidable_xrstor": 0}
-    for f in lab.EXACT_PAIRS:
-        base[f"fpt_{f}"] = base[f"bt_{f}"] = 10
-    base.update(kw)
-    return base
+# ---- windows and counting ----------------------------------------------------------------------------
+def _ev(ts, kind, tid, tgid=None, cpu=0, a0=0, a1=0, flags=0):
+    return (ts, a0, a1, tid, tgid if tgid is not None else tid, cpu, int(kind), flags, 0)
 
 
-def test_report_renders_every_row_and_marks_differences():
-    res = {"kernel": {"label": "6.1", "release": "6.1.0-56-amd64", "package_version": "6.1.192-2",
+def _batch(rows):
+    return np.array(rows, dtype=EVENT_DTYPE)
+
+
+def test_window_bounds_from_markers():
+    markers = [{"window": 1, "ns": 100, "cpu": 0}, {"window": 0, "ns": 200, "cpu": 1},
+               {"window": 2, "ns": 300, "cpu": 1}, {"window": 3, "ns": 400, "cpu": 0},
+               {"window": 0, "ns": 500, "cpu": 0}]
+    assert analysis.window_bounds(markers) == {
+        1: {"lo": 100, "hi": 200, "cpu_lo": 0, "cpu_hi": 1},
+        2: {"lo": 300, "hi": 400, "cpu_lo": 1, "cpu_hi": 0},
+        3: {"lo": 400, "hi": 500, "cpu_lo": 0, "cpu_hi": 0}}
+
+
+def test_counter_per_window_and_tgid_exact_and_inferred_apart():
+    bounds = {1: {"lo": 100, "hi": 200, "cpu_lo": 0, "cpu_hi": 0}, 2: {"lo": 300, "hi": 400, "cpu_lo": 0, "cpu_hi": 0}}
+    c = analysis.WindowCounter(bounds)
+    c.feed(_batch([
+        _ev(50, Kind.KFPU_BEGIN, 7),                           # before every window: not counted
+        _ev(120, Kind.KFPU_BEGIN, 7), _ev(121, Kind.XSAVE, 7, a1=XsaveCause.KFPU), _ev(122, Kind.KFPU_END, 7),
+        _ev(130, Kind.KFPU_BEGIN, 0, cpu=1),                   # the idle task, in interrupt context
+        _ev(150, Kind.XSAVE, 8, tgid=7, a1=XsaveCause.SWITCH),  # a thread of 7
+        _ev(250, Kind.XRSTOR, 7),                              # between windows
+        _ev(310, Kind.KFPU_BEGIN, 9, flags=FLAG_INFERRED), _ev(310, Kind.XSAVE, 9, a1=XsaveCause.KFPU, flags=FLAG_INFERRED),
+        _ev(399, Kind.XRSTOR, 9), _ev(400, Kind.XRSTOR, 9),    # hi is exclusive
+        _ev(350, Kind.SWITCH, 9),                              # not an FPU fact
+    ]))
+    assert c.counts[1][7] == {"kfpu_begin": 1, "kfpu_end": 1, "xsave": 2, "xsave_kfpu": 1, "xsave_switch": 1}
+    assert c.counts[1][0] == {"kfpu_begin": 1}
+    assert c.counts[2][9] == {"kfpu_begin_inferred": 1, "xsave_inferred": 1, "xsave_kfpu_inferred": 1, "xrstor": 1}
+    assert 250 not in [e for e in c.counts] and set(c.counts) == {1, 2}
+    assert c.edge[1]["lo"] == 1          # the idle task's begin on CPU 1, 30 us from the marker of CPU 0
+
+
+def test_window_batches_keep_the_task_table():
+    b = _batch([(10, *comm_to_args("kworker/u8:1"), 5, 5, 0, int(Kind.COMM), 0, 0),
+                _ev(20, Kind.KFPU_BEGIN, 5), _ev(120, Kind.KFPU_BEGIN, 5), _ev(220, Kind.KFPU_BEGIN, 5)])
+    got = np.concatenate(list(analysis.window_batches([b], 100, 200)))
+    assert [int(k) for k in got["kind"]] == [Kind.COMM, Kind.KFPU_BEGIN] and list(got["ts_ns"]) == [10, 120]
+
+
+def test_program_misses_per_tool_and_fact():
+    progs = [{"type": "kprobe", "name": "kernel_fpu_begi", "recursion_misses": 8},
+             {"type": "kprobe", "name": "save_fpregs_to_", "recursion_misses": 3},
+             {"type": "tracing", "name": "kfunc__kernel_fpu_begin_mask", "recursion_misses": 2},
+             {"type": "tracing", "name": "kernel_fpu_end"},
+             {"type": "kprobe", "name": "fpt_kprobe_xsav", "recursion_misses": 1},
+             {"type": "tracepoint", "name": "sys_enter", "recursion_misses": 50}]
+    m = analysis.program_misses(progs)
+    assert m["bpftrace"] == {"kfpu_begin": 8, "xsave": 3}
+    assert m["fentry"] == {"kfpu_begin": 2, "kfpu_end": 0}
+    assert m["kprobe"] == {"xsave": 1} and m["reported"]
+    assert not analysis.program_misses([{"type": "kprobe", "name": "kernel_fpu_end"}])["reported"]
+
+
+# ---- comparison rows and documents -------------------------------------------------------------
+def _result():
+    fpt = {"events": {1: {7: {"kfpu_begin": 18, "kfpu_end": 18, "xsave": 3, "xrstor": 2, "user_return": 3,
+                              "xsave_kfpu": 1, "xsave_switch": 2},
+                          0: {"kfpu_begin": 4, "kfpu_end": 4}}},
+           "model": {1: {"per_tgid": {7: {"xsave": 3, "xrstor": 2, "kfpu_sections": 18}, 0: {"kfpu_sections": 4}},
+                         "tasks": {7: {"comm": "python3", "kthread": False}}}}}
+    bt = {7: {"kfpu_begin": 18, "kfpu_end": 18, "xsave": 3, "xrstor": 2, "user_return": 3},
+          0: {"kfpu_begin": 5, "kfpu_end": 5}}
+    return fpt, bt
+
+
+def test_compare_rows_every_process_either_side_saw():
+    fpt, bt = _result()
+    bt[99] = {"xrstor": 1}                                      # only bpftrace saw 99: still a row
+    rows = {r["tgid"]: r for r in lab.compare_rows("fentry", 1, fpt, bt)}
+    assert set(rows) == {0, 7, 99}
+    assert rows[0]["fpt_kfpu_begin"] == 4 and rows[0]["bt_kfpu_begin"] == 5 and rows[0]["model_kfpu_sections"] == 4
+    assert rows[7]["fpt_xsave_switch"] == 2 and rows[7]["model_xrstor"] == 2
+    assert rows[99]["fpt_xrstor"] == 0 and rows[99]["bt_xrstor"] == 1
+
+
+def _lab_result():
+    fpt, bt = _result()
+    est = {"measured": {"xsave": 3, "xrstor": 2, "bytes": 3000, "cycles": 900},
+           "policies": {"eager": {"xsave": 20, "xrstor": 19, "avoidable_xrstor": 17, "bytes": 23000, "cycles": 7000},
+                        "deferred": {"xsave": 3, "xrstor": 2, "avoidable_xrstor": 0, "bytes": 3000, "cycles": 900}},
+           "self_check": 1.0, "cost_model": "builtin-default",
+           "cost_model_detail": {"xsave_cycles": 120, "xrstor_cycles": 300}}
+    fpt["model"][1].update(totals={"kfpu_sections": 22, "kfpu_sections_inferred": 0, "kfpu_p50_ns": 4096,
+                                   "kfpu_p99_ns": 65536, "kfpu_max_ns": 70000},
+                           callers=[{"caller": "sha256_avx2_update+0x2c", "sections": 16, "p50_ns": 4096,
+                                     "p99_ns": 8192, "max_ns": 9000},
+                                    {"caller": "blake2s_compress+0x3e", "sections": 0}],
+                           estimate=est)
+    res = {"kernel": {"label": "6.1", "release": "6.1.0-57-amd64", "package_version": "6.1.192-3",
                       "returncode": 0, "reason": "", "guest_wall_s": 300.0, "accel": "tcg"},
-           "rows": [_row("fentry", "sha256"), _row("kprobe", "sha256", fpt_xrstor=9),
-                    _row("tracepoint", "sha256")],
-           "modes": {"fentry": {"attach": {"kfpu_begin": "fentry:kernel_fpu_begin_mask"},
-                                "meta": {"tif_need_fpu_load_bit": 14}},
-                     "kprobe": {"error": "no recording (boom)"}}}
-    text = report.render({"6.1": res})
-    assert "| 6.1 | fentry | sha256 | 10 / 10 | 10 / 10 | 10 / 10 | 10 / 10 |" in text
-    assert "9 / 10 (-1)" in text                   # a mismatch is visible in the table
-    assert "| 6.1 | sha256 | 10 / 10 | 5 / 5 | 2 | 2 | 100% | 1 / 2 | 7 / 10 |" in text
-    assert "fentry:kernel_fpu_begin_mask" in text and "no recording (boom)" in text
+           "finished_wall": 1.8e9, "modes_run": ["fentry"],
+           "windows": {"1": {"lo": 1, "hi": 2, "workload": "sha256"}},
+           "guest": {"bpftrace": {"probes": {"kfpu_begin": "kernel_fpu_begin_mask", "xrstor": "restore_fpregs_from_fpstate",
+                                             "user_return": "switch_fpu_return"}},
+                     "workloads": [{"name": "sha256", "args": [1, 65536], "pid": 7}]},
+           "rows": lab.compare_rows("fentry", 1, fpt, bt),
+           "modes": {"fentry": lab._jsonable(fpt) | {"attach": {"kfpu_begin": "fentry:kernel_fpu_begin_mask"},
+                                                     "meta": {"tif_need_fpu_load_bit": 14, "transport": {"kind": "ringbuf"}}}},
+           "bpftool": {"misses": {"bpftrace": {"kfpu_begin": 0}, "fentry": {}, "kprobe": {}, "reported": True}}}
+    return lab._jsonable(res)
 
 
+def test_results_show_every_process_and_mark_differences():
+    text = report.render_results({"6.1": _lab_result()})
+    assert "| sha256 | 7 python3 | 18 / 18 | 3 / 3 | 2 / 2 | 3 / 3 | 18 / 3 / 2 |" in text
+    assert "| sha256 | 0 idle (swapper) | 4 / 5 **(-1)** |" in text      # a difference is visible
+    assert "| 6.1 | fentry | 2 | 1 | kfpu_begin +0/−1" in text            # and summed per mode
+    assert "fentry:kernel_fpu_begin_mask" in text
+
+
+def test_cases_table_eager_against_measured():
+    res = _lab_result()
+    table = cases.summary_table({"6.1": res}, None)
+    assert "| sha256 | 6.1 | 22 | ≤ 66 / 70 | 3 | 2 | 19 | 17 | 17 (89%) | 20,000 | 100.00% |" in table
+    doc = cases.render({"6.1": res}, None)
+    assert "`sha256_avx2_update+0x2c` | 16 |" in doc and "blake2s_compress+0x3e" not in doc   # no 0-section rows
+    assert "builtin-default" in doc and "| 6.1 | 18 | `sha256_avx2_update+0x2c` 16 |" in doc
+    assert "6.1.0-57-amd64" in doc
+
+
+# ---- kernel fetcher ----------------------------------------------------------------------------------
 def test_kernel_package_closure_follows_only_this_build(monkeypatch):
     deps = {"linux-image-7.2.13+deb14-amd64": "linux-base-7.2.13+deb14-amd64 (= 1), dracut | initramfs-tools, "
                                               "linux-modules-7.2.13+deb14-amd64 (= 1)",
@@ -74,3 +199,37 @@ def test_kernel_package_closure_follows_only_this_build(monkeypatch):
 
 def test_dep_names_take_first_alternative_without_versions():
     assert kernels._dep_names("a (>= 1), b | c, d:any") == ["a", "b", "d"]
+
+
+def test_every_era_has_a_kernel():
+    """SPEC 4's columns from 5.2 on: 5.10 (bullseye), 6.1, 6.12, 7.x."""
+    assert set(kernels.KERNELS) >= {"5.10", "6.1", "6.12", "7"}
+    assert kernels.ALIASES["bullseye"] == "5.10"
+    apt_lines = "\n".join(kernels.PrivateApt.SUITES + kernels.PrivateApt.SECURITY_SUITES)
+    assert "bullseye-security" in apt_lines and "bullseye" in kernels.PrivateApt.SUITES
+
+
+def test_own_misses_from_the_recordings_meta():
+    meta = {"recursion_misses": {"kernel_fpu_begin_mask": 624, "sched_switch": 80, "kprobe:xsave": 3,
+                                 "copy_fpregs_to_fpstate": 1}}
+    assert analysis.own_misses(meta) == {"kfpu_begin": 624, "xsave": 4}
+    assert analysis.own_misses({"recursion_misses": {}}) == {}
+    assert analysis.own_misses({}) is None            # an older recorder, or a kernel < 5.12
+
+
+def test_kprobe_skips_are_hits_minus_runs():
+    probes = {"kfpu_begin": "kernel_fpu_begin_mask", "kfpu_end": "kernel_fpu_end", "xsave": "save_fpregs_to_fpstate"}
+
+    def snap(hits, runs):
+        return {"kprobes": {f: {"hits": h, "missed": 0} for f, h in hits.items()},
+                "programs": [{"type": "kprobe", "name": n, "run_cnt": r} for n, r in runs.items()]}
+    ready = snap({"kfpu_begin": 10, "kfpu_end": 10, "xsave": 50},
+                 {"kernel_fpu_begi": 10, "kernel_fpu_end": 10, "save_fpregs_to_": 50, "fpt_kprobe_kfpu": 20,
+                  "fpt_kprobe_xsav": 50})
+    done = snap({"kfpu_begin": 110, "kfpu_end": 110, "xsave": 450},
+                {"kernel_fpu_begi": 109, "kernel_fpu_end": 110, "save_fpregs_to_": 447, "fpt_kprobe_kfpu": 219,
+                 "fpt_kprobe_xsav": 450})
+    got = analysis.kprobe_skips({"ready": ready, "done": done}, probes)
+    assert got["bpftrace"] == {"kfpu_begin": 1, "kfpu_end": 0, "xsave": 3}
+    assert got["kprobe"] == {"kfpu_begin": 1, "kfpu_end": 1, "xsave": 0}     # begin+end share a name
+    assert analysis.kprobe_skips(None, probes) == {}

@@ -3,7 +3,7 @@
     python tools/update_readme.py
 
   schema   <- fputrace/model/SCHEMA.md      (the report/estimate JSON schema, kept with the model)
-  vmlab    <- tests/vmlab/RESULTS.md        (python -m tests.vmlab.report, after pytest -m vmlab)
+  vmlab    <- tests/vmlab/SUMMARY.md        (python -m tests.vmlab.report, after pytest -m vmlab)
   figures  <- benchmarks/FIGURES.md         (python -m benchmarks.figures)
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {
     "schema": ROOT / "fputrace/model/SCHEMA.md",
-    "vmlab": ROOT / "tests/vmlab/RESULTS.md",
+    "vmlab": ROOT / "tests/vmlab/SUMMARY.md",
     "figures": ROOT / "benchmarks/FIGURES.md",
 }
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                    accel=args.accel, echo=not args.quiet)
     if args.quiet:
         sys.stdout.write(res.output)
-    print(f"[vmlab] kernel={kernel.release} accel={res.accel} rc={res.returncode} wall={res.wall_s:.1f}s "
+    print(f"[vmlab] kernel={kernel.release} accel={res.accel} rc={res.returncode} wall={res.wall_s:.1f}s cpu={res.cpu_s:.0f}s "
           f"run_dir={res.run_dir}{' : ' + res.reason if res.reason else ''}", file=sys.stderr)
     if res.returncode is not None:
         return res.returncode

@@ -55,7 +55,7 @@ def folder_image(folder: Path, serial: str, cache_dir: Path, name: str | None = 
         for old in img_dir.glob(f"{name}-*.ext4"):
             old.unlink()
         size_mib = _tree_bytes(folder) * 13 // 10 // (1 << 20) + 64
-        tmp = img.with_suffix(".tmp")
+        tmp = img.with_suffix(f".{os.getpid()}.tmp")   # two builders of one image do not collide
         # no journal and no metadata checksums: mounted read-only, and ext4 then needs no crc32c
         res = subprocess.run(["mkfs.ext4", "-q", "-F", "-L", serial[:16], "-O", "^has_journal,^metadata_csum",
                               "-E", "root_owner=0:0", "-d", str(folder), str(tmp), f"{size_mib}M"],

@@ -8,6 +8,7 @@ The first run needs the Debian mirror (~150 MB per kernel); later runs use the c
 Kernels are named by a short label; the exact package is resolved from the suite's
 ``linux-image-amd64`` meta package the first time and then remembered in the cache:
 
+  5.10  bullseye(-security)   the 5.2-5.10 era: kernel_fpu_begin real, restore inline, TIF bit 14
   6.1   bookworm(-security)   the host's generic headers are the same 6.1 release
   6.12  trixie
   7     sid                   the newest kernel Debian ships (6.18+ inline switch_fpu, TIF bit 19)
@@ -41,11 +42,12 @@ class KernelSpec:
 
 
 KERNELS: dict[str, KernelSpec] = {
+    "5.10": KernelSpec("5.10", ("bullseye-security", "bullseye"), "Debian 11 bullseye"),
     "6.1": KernelSpec("6.1", ("bookworm-security", "bookworm"), "Debian 12 bookworm"),
     "6.12": KernelSpec("6.12", ("trixie",), "Debian 13 trixie"),
     "7": KernelSpec("7", ("sid",), "Debian sid (newest)"),
 }
-ALIASES = {"7.x": "7", "sid": "7", "bookworm": "6.1", "trixie": "6.12"}
+ALIASES = {"7.x": "7", "sid": "7", "bullseye": "5.10", "bookworm": "6.1", "trixie": "6.12"}
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,24 @@ def _mirrors() -> tuple[str, str]:
     return main, security
 
 
+def registry_unreachable(timeout_s: float = 15) -> str:
+    """'' when the Debian mirror answers (then a failed kernel download is a failure, not a
+    reason to skip); else why it does not."""
+    import urllib.error
+    import urllib.request
+    url = f"{_mirrors()[0]}/dists/bookworm/InRelease"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return "" if r.status == 200 else f"{url}: HTTP {r.status}"
+    except (urllib.error.URLError, OSError) as err:
+        return f"{url}: {err}"
+
+
 class PrivateApt:
     """apt-get/apt-cache with their own sources and state: the host's apt setup is not touched."""
 
-    SUITES = ("bookworm", "bookworm-backports", "trixie", "sid")
+    SUITES = ("bullseye", "bookworm", "bookworm-backports", "trixie", "sid")
+    SECURITY_SUITES = ("bullseye-security", "bookworm-security")
 
     def __init__(self, base: Path):
         self.base = base
@@ -108,7 +124,7 @@ class PrivateApt:
     def setup(self) -> None:
         main, security = _mirrors()
         lines = [f"deb [signed-by={KEYRING}] {main} {s} main" for s in self.SUITES]
-        lines.append(f"deb [signed-by={KEYRING}] {security} bookworm-security main")
+        lines += [f"deb [signed-by={KEYRING}] {security} {s} main" for s in self.SECURITY_SUITES]
         for d in (self.sources.parent, self.state / "lists" / "partial",
                   self.cache / "archives" / "partial"):
             d.mkdir(parents=True, exist_ok=True)

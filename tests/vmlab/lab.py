@@ -3,12 +3,14 @@
 ``run_lab("6.1")`` returns (and stores under ``<cache>/results/<label>.json``) a dict:
 
   kernel     label, release, package version, wall time, accel
-  guest      guest/lab.py's lab.json: kernel facts, modules, workloads (pids), recorder and
-             bpftrace status, bpftrace counts per pid
+  guest      guest/lab.py's lab.json: kernel facts, modules, subsystems, workloads (pids, window),
+             recorder and bpftrace status, bpftrace counts per window and pid, the markers
+  windows    {k: {lo, hi, cpu_lo, cpu_hi, workload}}: the stretch of time each workload had
   modes      per mode: meta (capture mode, attach per logical event, TIF bit, lost), ``events``
-             per pid (counts from ``fputrace.load``: kind / cause / inferred) and ``model`` per pid
-             (``fputrace report --format json`` per-task rows summed over the process)
-  rows       the comparison table, one row per (mode, workload process); see ``compare_row``
+             per window and tgid (counts from ``fputrace.load``), ``model`` per window (per-tgid
+             sums of the model's per-task report, totals, callers, estimate)
+  rows       the comparison table, one row per (mode, window, tgid): see ``compare_rows``
+  bpftool    every BPF program's run count and recursion misses; ``misses`` per tool and fact
 
 The analysis runs on the host (no emulation: seconds instead of minutes) with the same fputrace
 tree the guest used.
@@ -16,33 +18,31 @@ tree the guest used.
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import time
 from pathlib import Path
 
-from . import kernels, qemu
+from . import analysis, kernels, qemu
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
-RESULTS_DIR = kernels.CACHE_DIR / "results"
+# per checkout: several worktrees (or a CI clone) share the cache, and each one's documents come
+# from its own runs
+RESULTS_DIR = kernels.CACHE_DIR / "results" / qemu.checkout_key()
 MODES = ("fentry", "kprobe", "auto", "tracepoint")
 EXACT_MODES = ("fentry", "kprobe", "auto")
-# Every `fputrace record` start costs 1-2 min of emulated CPU (imports + bcc compile). To keep the
-# matrix near 15 min, auto (== fentry on a stock kernel) runs on the oldest and the newest kernel.
-MODES_BY_KERNEL = {"6.1": MODES, "6.12": ("fentry", "kprobe", "tracepoint"), "7": MODES}
-# sizes: small enough for the whole matrix to stay within ~15 min on 2 cores under TCG, large
-# enough that every count is in the hundreds or thousands
-SIZES = {"sha256": (100, 65536), "sha256_small": (300, 4096), "gcm": (100, 65536), "pingpong": 1000}
+# Every `fputrace record` start costs 1-2 min of emulated CPU (imports + bcc compile), and all
+# recorders share the guest's 2 vCPUs with the workloads. auto runs where it matters: on 5.10
+# (every mode of the 5.2-5.10 era) and on 7.x (preempt=lazy: auto takes kprobes for the kernel FPU
+# begin/end); on 6.1 and 6.12 it is fentry's plan exactly (test_auto_mode_on_stock_kernel).
+MODES_BY_KERNEL = {"5.10": MODES, "6.1": ("fentry", "kprobe", "tracepoint"),
+                   "6.12": ("fentry", "kprobe", "tracepoint"), "7": MODES}
+# sizes: small enough for the whole matrix to stay within the lab's budget on 2 cores under TCG,
+# large enough that every count is in the hundreds or thousands
+SIZES = {"sha256": (50, 65536), "sha256_small": (200, 4096), "gcm": (50, 65536), "pingpong": 500,
+         "subsystems": "dmcrypt=4,wireguard=1,raid6=4,btrfs=4"}
 GUEST_TIMEOUT_S = 1500
-
-# fputrace event (kind, cause) -> the bpftrace probe that counts the same kernel fact
-EXACT_PAIRS = {
-    "kfpu_begin": "kernel_fpu_begin_mask",
-    "kfpu_end": "kernel_fpu_end",
-    "xsave": "save_fpregs_to_fpstate",
-    "xrstor": "restore_fpregs_from_fpstate",
-    "user_return": "switch_fpu_return",
-}
-XSAVE_CAUSE_SWITCH, XSAVE_CAUSE_KFPU = 1, 2
+FACTS = tuple(analysis.FACT_KIND)
+MEASURE_MODE = "fentry"      # the recorder of the measuring pass (guest/lab.py)
 
 
 def guest_command(run_dir: Path, modes=MODES, sizes=SIZES) -> str:
@@ -50,136 +50,84 @@ def guest_command(run_dir: Path, modes=MODES, sizes=SIZES) -> str:
     s = sizes
     return (f"python3 {GUEST_DIR / 'lab.py'} {run_dir / 'out'} {fputrace_bin} --modes {','.join(modes)} "
             f"--sha256 {s['sha256'][0]} {s['sha256'][1]} --sha256-small {s['sha256_small'][0]} "
-            f"{s['sha256_small'][1]} --gcm {s['gcm'][0]} {s['gcm'][1]} --pingpong {s['pingpong']}")
-
-
-def event_counts(trace, pids: set[int]) -> dict[int, dict[str, int]]:
-    """Per process: events by kind (exact and inferred apart) and XSAVE by cause."""
-    ev = trace.events
-    ev = ev[ev.tgid.isin(list(pids))]
-    out: dict[int, dict[str, int]] = {p: {} for p in pids}
-    for (tgid, kind, inferred), n in ev.groupby(["tgid", "kind", "inferred"], observed=True).size().items():
-        key = str(kind).lower() + ("_inferred" if inferred else "")
-        out[int(tgid)][key] = out[int(tgid)].get(key, 0) + int(n)
-    xs = ev[ev.kind == "XSAVE"]
-    for (tgid, cause, inferred), n in xs.groupby(["tgid", "a1", "inferred"], observed=True).size().items():
-        name = {XSAVE_CAUSE_SWITCH: "switch", XSAVE_CAUSE_KFPU: "kfpu"}.get(int(cause), f"cause{int(cause)}")
-        key = f"xsave_{name}" + ("_inferred" if inferred else "")
-        out[int(tgid)][key] = out[int(tgid)].get(key, 0) + int(n)
-    return out
-
-
-def model_counts(path: Path, pids: set[int]) -> dict[int, dict[str, int]]:
-    """Per process: ``fputrace report --format json`` (the model, as users get it) per-task rows
-    summed over the process's threads."""
-    res = subprocess.run([str(qemu.REPO_DIR / ".venv" / "bin" / "fputrace"), "report", "--format", "json",
-                          str(path)], capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(f"fputrace report exit {res.returncode}: {res.stderr.strip()[-300:]}")
-    rep = json.loads(res.stdout)
-    out: dict[int, dict[str, int]] = {p: {} for p in pids}
-    for row in rep.get("per_task", []):
-        if row.get("tgid") in pids:
-            acc = out[row["tgid"]]
-            for k in ("xsave", "xrstor", "kfpu_sections", "kfpu_sections_inferred", "avoidable_xrstor"):
-                acc[k] = acc.get(k, 0) + int(row.get(k, 0))
-    return out
-
-
-def estimate(path: Path) -> dict:
-    """``fputrace estimate --format json``: policy replay of the whole recording + self-check."""
-    res = subprocess.run([str(qemu.REPO_DIR / ".venv" / "bin" / "fputrace"), "estimate", "--format", "json",
-                          str(path)], capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        return {"error": f"fputrace estimate exit {res.returncode}: {res.stderr.strip()[-300:]}"}
-    est = json.loads(res.stdout)
-    return {"self_check": est.get("self_check"), "measured": est.get("measured"),
-            "policies": {p: {k: v.get(k) for k in ("xsave", "xrstor", "avoidable_xrstor")}
-                         for p, v in (est.get("policies") or {}).items()},
-            "notes": est.get("notes", [])}
+            f"{s['sha256_small'][1]} --gcm {s['gcm'][0]} {s['gcm'][1]} --pingpong {s['pingpong']} "
+            f"--subsystems {s['subsystems']}")
 
 
 def workload_pids(guest: dict) -> dict[str, int]:
-    """'sha256' -> pid, ..., 'pingpong' and 'pingpong-child' for the two ping-pong processes."""
+    """'sha256' -> pid, ..., 'pingpong-child', 'wireguard-tcp_server' ... for helper processes."""
     out = {}
     for w in guest.get("workloads", []):
         if w.get("pid"):
             out[w["name"]] = int(w["pid"])
         if w.get("child_pid"):
             out[w["name"] + "-child"] = int(w["child_pid"])
+        for key in ("tcp-server_pid", "tcp-client_pid"):
+            if w.get(key):
+                out[f"{w['name']}-{key.removesuffix('_pid')}"] = int(w[key])
     return out
 
 
-def analyse_recording(path: Path, pids: set[int]) -> dict:
-    import fputrace
-    from fputrace.errors import FputraceError
-    try:
-        tr = fputrace.load(path)
-    except FputraceError as err:
-        return {"error": f"fputrace.load: {err}"}
-    meta = tr.meta
-    res = {"meta": {k: meta.get(k) for k in ("capture_mode", "tif_need_fpu_load_bit", "tif_calibration",
-                                            "lost_per_cpu", "truncated", "bpf_counters", "headers")},
-           "attach": {ev: m.get("attach") for ev, m in (meta.get("modes") or {}).items()},
-           "events": event_counts(tr, pids)}
-    try:
-        res["model"] = model_counts(path, pids)
-    except Exception as err:   # the model is another part: report its failure, keep the rest
-        res["model_error"] = f"{type(err).__name__}: {err}"
-    res["estimate"] = estimate(path)
-    return res
+def windows(guest: dict) -> dict[int, dict]:
+    bounds = analysis.window_bounds(guest.get("bpftrace", {}).get("windows") or [])
+    names = {w.get("window"): w["name"] for w in guest.get("workloads", [])}
+    for k, b in bounds.items():
+        b["workload"] = names.get(k, f"window {k}")
+    return bounds
 
 
-def compare_row(mode: str, workload: str, pid: int, fpt: dict, bt: dict) -> dict:
-    """One table row: fputrace's counts for this process next to bpftrace's."""
-    ev = fpt.get("events", {}).get(pid, {}) if fpt else {}
-    model = (fpt or {}).get("model", {}).get(pid, {})
-    row = {"mode": mode, "workload": workload, "pid": pid}
-    for name, probe in EXACT_PAIRS.items():
-        row[f"fpt_{name}"] = ev.get(name, 0)
-        row[f"bt_{name}"] = bt.get(probe, 0)
-    row["fpt_xsave_switch"] = ev.get("xsave_switch", 0)
-    row["fpt_xsave_kfpu"] = ev.get("xsave_kfpu", 0)
-    row["fpt_xsave_kfpu_inferred"] = ev.get("xsave_kfpu_inferred", 0)
-    row["fpt_kfpu_begin_inferred"] = ev.get("kfpu_begin_inferred", 0)
-    row["bt_tp_activated"] = bt.get("tp:x86_fpu_regs_activated", 0)
-    row["bt_tp_deactivated"] = bt.get("tp:x86_fpu_regs_deactivated", 0)
-    row["bt_syscalls_with_kfpu"] = bt.get("syscalls_with_kfpu", 0)
-    for k in ("xsave", "xrstor", "kfpu_sections", "kfpu_sections_inferred", "avoidable_xrstor"):
-        row[f"model_{k}"] = model.get(k)
-    return row
-
-
-def kprobe_misses(run_dir: Path) -> dict[str, int]:
-    """bpftrace's kprobe programs (named after the probed function, 15 chars) -> recursion misses:
-    runs the kernel skipped because another BPF program was active on that CPU (bpf_prog_active).
-    Such hits are missing from bpftrace's counts; fentry programs are not skipped this way."""
-    path = run_dir / "out" / "bpftool-prog.json"
-    try:
-        progs = json.loads(path.read_text() or "[]")
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for field, probe in EXACT_PAIRS.items():
-        out[field] = max([int(p.get("recursion_misses", 0)) for p in progs
-                          if p.get("type") == "kprobe" and p.get("name") == probe[:15]] or [0])
-    return out
+def compare_rows(mode: str, k: int, fpt: dict, bt: dict) -> list[dict]:
+    """Per tgid that either side saw in window ``k``: fputrace's exact events and the model's
+    per-process sums next to bpftrace's counts of the same kernel functions."""
+    ev = (fpt.get("events") or {}).get(k, {})
+    model = ((fpt.get("model") or {}).get(k) or {}).get("per_tgid", {})
+    rows = []
+    for tgid in sorted(set(ev) | set(bt) | set(model)):
+        e, b, m = ev.get(tgid, {}), bt.get(tgid, {}), model.get(tgid, {})
+        row = {"mode": mode, "window": k, "tgid": tgid}
+        for f in FACTS:
+            row[f"fpt_{f}"] = e.get(f, 0)
+            row[f"bt_{f}"] = b.get(f, 0)
+        row["bt_tp_activated"] = b.get("tp:x86_fpu_regs_activated", 0)
+        row["bt_tp_deactivated"] = b.get("tp:x86_fpu_regs_deactivated", 0)
+        row["bt_syscalls_with_kfpu"] = b.get("syscalls_with_kfpu", 0)
+        row["bt_switch_saves"] = b.get("switch_saves", 0)
+        for cause in ("switch", "kfpu", "fork", "sync", "unknown"):
+            row[f"fpt_xsave_{cause}"] = e.get(f"xsave_{cause}", 0)
+        row["fpt_xsave_kfpu_inferred"] = e.get("xsave_kfpu_inferred", 0)
+        row["fpt_kfpu_begin_inferred"] = e.get("kfpu_begin_inferred", 0)
+        for f in analysis.MODEL_FIELDS:
+            row[f"model_{f}"] = m.get(f, 0)
+        if any(v for key, v in row.items() if key not in ("mode", "window", "tgid")):
+            rows.append(row)
+    return rows
 
 
 def analyse(run_dir: Path, guest: dict) -> dict:
-    pids_by_name = workload_pids(guest)
-    pids = set(pids_by_name.values())
-    bt_counts = {int(p): c for p, c in (guest.get("bpftrace", {}).get("counts") or {}).items()}
+    bounds = windows(guest)
+    bt = {int(k): {int(p): c for p, c in per.items()}
+          for k, per in (guest.get("bpftrace", {}).get("counts") or {}).items()}
+    try:
+        progs = json.loads((run_dir / "out" / "bpftool-prog.json").read_text() or "[]")
+    except (OSError, ValueError):
+        progs = []
     modes, rows = {}, []
     for mode, status in (guest.get("recorders") or {}).items():
         path = run_dir / "out" / f"{mode}.fpt"
         if not path.exists():
             modes[mode] = {"error": f"no recording ({status.get('error') or 'recorder failed'})"}
             continue
-        modes[mode] = analyse_recording(path, pids)
-        for name, pid in pids_by_name.items():
-            rows.append(compare_row(mode, name, pid, modes[mode], bt_counts.get(pid, {})))
-    return {"modes": modes, "rows": rows, "bpftrace_kprobe_misses": kprobe_misses(run_dir)}
+        measure = {w["name"].removeprefix("measure-"): (w["lo_ns"], w["hi_ns"]) for w in guest.get("measure") or []
+                   if w.get("returncode") == 0} if mode == MEASURE_MODE else None
+        modes[mode] = analysis.analyse_recording(path, bounds, measure=measure)
+        for k in bounds:
+            rows.extend(compare_rows(mode, k, modes[mode], bt.get(k, {})))
+    return {"windows": bounds, "modes": modes, "rows": rows,
+            "bpftool": {"programs": analysis.program_runs(progs),
+                        "misses": analysis.program_misses(progs) | {"kprobe_layer": {
+                            f: int(v["missed"]) for f, v in (guest.get("kprobe_misses") or {}).items()},
+                            "kprobe_skips": analysis.kprobe_skips(guest.get("skips"),
+                                                                  guest.get("bpftrace", {}).get("probes") or {})}}}
 
 
 def _jsonable(obj):
@@ -198,7 +146,8 @@ def run_lab(label: str, modes=None, sizes=SIZES, log=print) -> dict:
     lab_json = run_dir / "out" / "lab.json"
     guest = json.loads(lab_json.read_text()) if lab_json.exists() else {}
     result = {"modes_run": list(modes), "kernel": {"label": label, "release": kernel.release, "package_version": kernel.package_version,
-                         "accel": res.accel, "guest_wall_s": round(res.wall_s, 1),
+                         "accel": res.accel, "guest_wall_s": round(res.wall_s, 1), "guest_cpu_s": res.cpu_s,
+                         "loadavg_1m": round(os.getloadavg()[0], 2),
                          "returncode": res.returncode, "reason": res.reason,
                          "output_tail": "\n".join(res.output.strip().splitlines()[-25:])},
               "run_dir": str(run_dir), "guest": guest, "finished_wall": time.time()}

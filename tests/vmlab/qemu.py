@@ -11,7 +11,9 @@ once; both come back as a result with ``returncode=None`` and a reason, never as
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -42,6 +44,7 @@ class GuestResult:
     timed_out: bool = False
     panicked: bool = False
     qemu_returncode: int | None = None
+    cpu_s: float = 0.0       # CPU time QEMU used (user + system): what the guest costs on an idle host
 
     @property
     def reason(self) -> str:
@@ -88,16 +91,29 @@ def new_run_dir(cache_dir: Path = CACHE_DIR) -> Path:
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 
+def checkout_key() -> str:
+    """Names this checkout in the shared cache (its venv image, its results)."""
+    return hashlib.sha256(str(REPO_DIR).encode()).hexdigest()[:8]
+
+
 def default_images(kernel: Kernel, cache_dir: Path = CACHE_DIR) -> list[images_mod.FolderImage]:
-    """The trees the lab reads most: the repo venv's site-packages (pandas, pyarrow, numba) and
-    this kernel's headers (bcc's compile)."""
+    """The trees the lab reads most: the repo venv's site-packages (pandas, pyarrow, numba), the
+    system Python's standard library and dist-packages (every interpreter start in the guest;
+    bcc), and this kernel's headers (bcc's compile)."""
+    if not images_mod.have_mkfs():
+        return []
     out = []
     site = sorted((REPO_DIR / ".venv" / "lib").glob("python3*/site-packages"))
-    if site and images_mod.have_mkfs():
-        out.append(images_mod.folder_image(site[-1], "vmlab-venv", cache_dir))
+    if site:
+        # one image per checkout: several worktrees (or CI clones) share the cache, each with its venv
+        key = hashlib.sha256(str(site[-1].resolve()).encode()).hexdigest()[:8]
+        out.append(images_mod.folder_image(site[-1], "vmlab-venv", cache_dir, name=f"venv-{key}"))
+    stdlib = Path("/usr/lib") / Path(os.path.realpath("/usr/bin/python3")).name
+    for folder, serial in ((stdlib, "vmlab-pystd"), (Path("/usr/lib/python3/dist-packages"), "vmlab-pydist")):
+        if folder.is_dir():
+            out.append(images_mod.folder_image(folder, serial, cache_dir))
     src = Path(kernel.headers_dir).parent
-    if images_mod.have_mkfs():
-        out.append(images_mod.folder_image(src, "vmlab-hdr", cache_dir, name=f"hdr-{kernel.release}"))
+    out.append(images_mod.folder_image(src, "vmlab-hdr", cache_dir, name=f"hdr-{kernel.release}"))
     return out
 
 
@@ -142,6 +158,7 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
             "-device", "virtio-9p-pci,fsdev=rundir,mount_tag=rundir", *images_mod.qemu_args(images)]
     console: list[str] = []
     t0 = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
 
@@ -164,6 +181,8 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
         proc.wait()
     reader.join(timeout=5)
     wall_s = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     console_text = "".join(console)
     (run_dir / "console.log").write_text(console_text)
     rc_file = run_dir / "rc"
@@ -173,4 +192,4 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
                        output=out_file.read_text(errors="replace") if out_file.exists() else "",
                        console=console_text, run_dir=run_dir, accel=accel, wall_s=wall_s,
                        timed_out=timed_out, panicked="Kernel panic" in console_text,
-                       qemu_returncode=proc.returncode)
+                       qemu_returncode=proc.returncode, cpu_s=round(cpu_s, 1))

@@ -1,12 +1,17 @@
-"""Regenerate tests/vmlab/RESULTS.md (the README's lab table) from the last lab run per kernel.
+"""The lab's documents, generated from the last stored runs (one command):
 
-    python -m tests.vmlab.report                 # from the stored results of the last run
-    python -m tests.vmlab.report --run           # boot every kernel first (about 5 min each)
-    python -m tests.vmlab.report --run 6.1 7     # only these kernels
-    python -m tests.vmlab.report -o -            # print instead of writing the file
+    python -m tests.vmlab.report                 # from the stored results of the last runs
+    python -m tests.vmlab.report --run           # run the lab (every kernel) and the host first
+    python -m tests.vmlab.report --run 6.1 host  # only these
 
-Results live in <cache>/results/<label>.json, written by every lab run (pytest -m vmlab or
---run here).
+writes
+  tests/vmlab/RESULTS.md   the verification: fputrace against bpftrace per window and process
+  tests/vmlab/SUMMARY.md   the one-glance tables README.md shows (tools/update_readme.py)
+  docs/CASES.md            the answer to the 2019 question: per workload and kernel, what the
+                           deferred restore saves (cases.py)
+
+Results live in <cache>/results/<label>.json (pytest -m vmlab, python -m tests.vmlab.lab,
+python -m tests.vmlab.host).
 """
 from __future__ import annotations
 
@@ -16,137 +21,205 @@ import sys
 import time
 from pathlib import Path
 
-from . import kernels, lab
+from . import cases, host, kernels, lab
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-FIELDS = (("kfpu_begin", "kernel FPU sections"), ("xsave", "XSAVE"), ("xrstor", "XRSTOR"),
-          ("user_return", "user-return"))
-
-
-def _pair(r: dict, field: str) -> str:
-    a, b = r[f"fpt_{field}"], r[f"bt_{field}"]
-    return f"{a:,} / {b:,}" + ("" if a == b else f" ({a - b:+,})")
-
-
-def _pct(a: int, b: int) -> str:
-    if not b:
-        return "–" if not a else "∞"
-    return f"{100.0 * a / b:.0f}%"
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+SUMMARY_MD = HERE / "SUMMARY.md"
+CASES_MD = HERE.parent.parent / "docs" / "CASES.md"
+FIELDS = (("kfpu_begin", "sections"), ("xsave", "XSAVE"), ("xrstor", "XRSTOR"), ("user_return", "user-return"))
 
 
 def _git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent)
+    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
     return res.stdout.strip() or "?"
 
 
-def render(results: dict[str, dict]) -> str:
+def when(res: dict) -> str:
+    t = res.get("finished_wall") or res.get("started_wall")
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "?"
+
+
+def _pair(a: int, b: int) -> str:
+    return f"{a:,} / {b:,}" + ("" if a == b else f" **({a - b:+,})**")
+
+
+def restore_key(res: dict) -> str:
+    """bpftrace's count of restores: the restore function, or on 5.10 (inline restore) the
+    x86_fpu_regs_activated tracepoint."""
+    return "bt_xrstor" if "xrstor" in (res.get("guest", res).get("bpftrace", {}).get("probes") or {}) \
+        else "bt_tp_activated"
+
+
+def names(res: dict, k) -> dict[int, str]:
+    """tgid -> comm (k: kthread) from any mode's model of window k."""
+    out = {}
+    for m in res.get("modes", {}).values():
+        for t, v in ((m.get("model") or {}).get(str(k), {}).get("tasks") or {}).items():
+            out.setdefault(int(t), v["comm"] + (" (k)" if v.get("kthread") else ""))
+    out.setdefault(0, "idle (swapper)")
+    return out
+
+
+def agreement(res: dict, mode: str) -> dict:
+    """Rows compared, rows equal, signed totals per fact (events and model)."""
+    rows = [r for r in res.get("rows", []) if r["mode"] == mode]
+    rk = restore_key(res)
+    pairs = {"kfpu_begin": ("fpt_kfpu_begin", "bt_kfpu_begin"), "kfpu_end": ("fpt_kfpu_end", "bt_kfpu_end"),
+             "xsave": ("fpt_xsave", "bt_xsave"), "xrstor": ("fpt_xrstor", rk),
+             "user_return": ("fpt_user_return", "bt_user_return"),
+             "model sections": ("model_kfpu_sections", "bt_kfpu_begin"), "model XSAVE": ("model_xsave", "bt_xsave"),
+             "model XRSTOR": ("model_xrstor", rk)}
+    if "user_return" not in (res.get("guest", {}).get("bpftrace", {}).get("probes") or {"user_return": 1}):
+        pairs.pop("user_return")
+    out = {"rows": len(rows), "equal": 0, "diff": {}}
+    for r in rows:
+        if all((r[a] or 0) == r[b] for a, b in pairs.values()):
+            out["equal"] += 1
+    for name, (a, b) in pairs.items():
+        over = sum(max(0, (r[a] or 0) - r[b]) for r in rows)
+        under = sum(max(0, r[b] - (r[a] or 0)) for r in rows)
+        if over or under:
+            out["diff"][name] = (over, under)
+    out["processes"] = len({(r["window"], r["tgid"]) for r in rows})
+    return out
+
+
+def render_results(results: dict[str, dict]) -> str:
     out = ["# Stock-kernel lab results", "",
-           f"Generated by `python -m tests.vmlab.report` from the last `pytest -m vmlab` run "
-           f"(fputrace {_git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
-           "Each kernel is booted once under QEMU; bpftrace (kprobes) and four `fputrace record` "
-           "processes (fentry, kprobe, auto, tracepoint) run at the same time and observe the same "
-           "workload processes. Cells are **fputrace / bpftrace** per process; a difference is shown "
-           "as (+n) / (−n).",
-           "", "| kernel | booted | guest time | accel |", "|---|---|---|---|"]
+           f"Generated by `python -m tests.vmlab.report` (fputrace {_git_commit()}) from the last lab run of "
+           "each kernel. Each kernel is booted once under QEMU; bpftrace (kprobes) and one `fputrace record` "
+           "per mode run at the same time and observe the same processes. Each workload runs in its own "
+           "window (bpftrace counts between markers the driver makes; fputrace's recordings are cut at "
+           "the markers' timestamps), and **every process** that ran in a window is compared, kernel "
+           "threads and the idle task included. Cells are **fputrace / bpftrace**; a difference is "
+           "shown as (+n) / (−n).", "",
+           "*wall* = the guest's run on this shared machine (host load average at the end in brackets); "
+           "*CPU* = what QEMU used: on an idle 2-core host a run takes about CPU / 2 to CPU.", "",
+           "| kernel | booted | run | wall (load) | CPU | accel | modes |", "|---|---|---|---|---|---|---|"]
     for label, res in results.items():
         k = res["kernel"]
         status = "ok" if k.get("returncode") == 0 else f"failed: {k.get('reason') or k.get('returncode')}"
-        out.append(f"| {label} | {k['release']} ({k['package_version']}) {status} | {k['guest_wall_s']:.0f} s | {k['accel']} |")
-    out += ["", "## Exact modes against bpftrace", "",
-            "| kernel | mode | workload | " + " | ".join(name for _, name in FIELDS) + " |",
-            "|---|---|---|" + "---|" * len(FIELDS)]
+        out.append(f"| {label} | {k['release']} ({k.get('package_version', '')}) {status} | {when(res)} | "
+                   f"{k.get('guest_wall_s', 0):.0f} s ({k.get('loadavg_1m', '?')}) | {k.get('guest_cpu_s', 0):.0f} s | "
+                   f"{k['accel']} | {', '.join(res.get('modes_run', []))} |")
+    out += ["", "## Agreement per mode", "",
+            "Rows = (window, process) pairs with any FPU activity; *equal* = every count of the row equal "
+            "(events: sections, XSAVE, XRSTOR, user-return; model: sections, XSAVE, XRSTOR). Differences "
+            "are summed over all rows as +over/−under; *misses* = runs the kernel skipped "
+            "(bpftool `recursion_misses`, 5.12+): the only tolerance.", "",
+            "| kernel | mode | rows | equal | differences | bpftrace misses | fputrace misses |", "|---|---|---|---|---|---|---|"]
     for label, res in results.items():
-        for r in res.get("rows", []):
-            if r["mode"] in lab.EXACT_MODES:
-                out.append(f"| {label} | {r['mode']} | {r['workload']} | "
-                           + " | ".join(_pair(r, f) for f, _ in FIELDS) + " |")
-    out += ["", "bpftrace's kprobe programs skipped by the kernel while another BPF program ran on the "
-            "same CPU (bpftool `recursion_misses`, whole guest; a difference above is allowed up to this):", ""]
-    for label, res in results.items():
-        misses = res.get("bpftrace_kprobe_misses")
-        out.append(f"- {label}: " + (", ".join(f"{k} {v:,}" for k, v in misses.items()) if misses
-                                     else "not measured in this run"))
-    out += ["", "## Tracepoint-only mode: exact part and inference", "",
-            "Inference (SPEC 5.4) sees at most one kernel FPU section per syscall, so it is compared "
-            "with the number of syscalls during which the kernel FPU was used (bpftrace: "
-            "`kernel_fpu_begin_mask` between `sys_enter` and `sys_exit` of the thread). "
-            "*inferred* = sections the model inferred from the tracepoint recording; "
-            "*kfpu saves* = kernel-FPU-caused XSAVEs: inferred events in the tracepoint file vs exact "
-            "events in the fentry file of the same process.", "",
-            "| kernel | workload | XRSTOR tp / bpftrace | switch XSAVE tp / fentry | syscalls with kernel FPU (bpftrace) "
-            "| inferred | agreement | kfpu saves inferred / exact | model XSAVE tp / bpftrace |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for label, res in results.items():
-        fentry = {r["workload"]: r for r in res.get("rows", []) if r["mode"] == "fentry"}
-        for r in res.get("rows", []):
-            if r["mode"] != "tracepoint":
+        miss = (res.get("bpftool") or {}).get("misses") or {}
+        for mode in res.get("modes_run", []):
+            if mode == "tracepoint":
                 continue
-            f = fentry.get(r["workload"], {})
-            out.append(
-                f"| {label} | {r['workload']} | {r['fpt_xrstor']:,} / {r['bt_xrstor']:,} | "
-                f"{r['fpt_xsave_switch']:,} / {f.get('fpt_xsave_switch', 0):,} | {r['bt_syscalls_with_kfpu']:,} | "
-                f"{r['model_kfpu_sections'] or 0:,} | {_pct(r['model_kfpu_sections'] or 0, r['bt_syscalls_with_kfpu'])} | "
-                f"{r['fpt_xsave_kfpu_inferred']:,} / {f.get('fpt_xsave_kfpu', 0):,} | "
-                f"{r['model_xsave'] or 0:,} / {r['bt_xsave']:,} |")
-        tp_rows = [r for r in res.get("rows", []) if r["mode"] == "tracepoint"]
-        if tp_rows:
-            inferred = sum(r["model_kfpu_sections"] or 0 for r in tp_rows)
-            truth = sum(r["bt_syscalls_with_kfpu"] for r in tp_rows)
-            out.append(f"| {label} | **all workloads** | | | {truth:,} | {inferred:,} | **{_pct(inferred, truth)}** | | |")
-    out += ["", "## Policy replay of the whole recording (`fputrace estimate`)", "",
-            "Everything the guest ran while recording (workloads, bpftrace, the recorders themselves). "
-            "*self-check* = replaying under the recorded policy (deferred) reproduces the measured "
-            "counts (1.0 = exactly).", "",
-            "| kernel | mode | measured XRSTOR | eager XRSTOR (avoidable) | deferred XRSTOR | self-check |",
-            "|---|---|---|---|---|---|"]
+            a = agreement(res, mode)
+            diff = ", ".join(f"{n} +{o}/−{u}" for n, (o, u) in a["diff"].items()) or "none"
+            own = miss.get("kprobe" if mode == "kprobe" else "fentry") or {}
+            fmt = (lambda d: ", ".join(f"{f} {v}" for f, v in d.items() if v) or "0") if miss.get("reported") \
+                else (lambda d: "not reported (< 5.12)")
+            out.append(f"| {label} | {mode} | {a['rows']} | {a['equal']} | {diff} | {fmt(miss.get('bpftrace') or {})} | {fmt(own)} |")
+    out += ["", "## Every process, every window (fentry)", ""]
     for label, res in results.items():
-        for mode, m in res.get("modes", {}).items():
-            est = m.get("estimate") or {}
-            if not est or "error" in est:
-                out.append(f"| {label} | {mode} | {est.get('error', 'not run')} | | | |")
-                continue
-            pol = est.get("policies", {})
-            eager, deferred = pol.get("eager", {}), pol.get("deferred", {})
-            out.append(f"| {label} | {mode} | {(est.get('measured') or {}).get('xrstor', 0):,} | "
-                       f"{eager.get('xrstor', 0):,} ({eager.get('avoidable_xrstor', 0):,}) | "
-                       f"{deferred.get('xrstor', 0):,} | {est.get('self_check', 0):.4f} |")
+        rk = restore_key(res)
+        out += [f"### {label} ({res['kernel']['release']})", "",
+                "| window | process | " + " | ".join(n for _, n in FIELDS) + " | model sections / XSAVE / XRSTOR |",
+                "|---|---|" + "---|" * (len(FIELDS) + 1)]
+        for r in [r for r in res.get("rows", []) if r["mode"] == lab.MEASURE_MODE]:
+            w = res["windows"][str(r["window"])]["workload"]
+            who = f"{r['tgid']} {names(res, r['window']).get(r['tgid'], '')}"
+            cells = [_pair(r[f"fpt_{f}"], r[rk] if f == "xrstor" else r[f"bt_{f}"]) for f, _ in FIELDS]
+            model = " / ".join(f"{r[f'model_{m}']:,}" for m in ("kfpu_sections", "xsave", "xrstor"))
+            out.append(f"| {w} | {who} | " + " | ".join(cells) + f" | {model} |")
+        out.append("")
+    out += ["## Tracepoint-only mode: exact part and inference", "",
+            "Restores (x86_fpu_regs_activated) and context-switch saves are exact in this mode: compared "
+            "with bpftrace (restore function, or the tracepoint on 5.10) and with the fentry recorder's "
+            "switch-cause saves of the same process and window. Inference (SPEC 5.4) sees at most one "
+            "kernel FPU section per syscall, so it is compared with the syscalls during which the kernel "
+            "FPU was used (bpftrace); kernel threads make no syscalls and interrupts are not syscalls: "
+            "their sections are not inferred.", "",
+            "| kernel | window | process | XRSTOR tp / bpftrace | switch XSAVE tp / fentry | syscalls with kernel FPU | inferred sections |",
+            "|---|---|---|---|---|---|---|"]
+    for label, res in results.items():
+        rk = restore_key(res)
+        fentry = {(r["window"], r["tgid"]): r for r in res.get("rows", []) if r["mode"] == "fentry"}
+        for r in [r for r in res.get("rows", []) if r["mode"] == "tracepoint"]:
+            f = fentry.get((r["window"], r["tgid"]), {})
+            w = res["windows"][str(r["window"])]["workload"]
+            out.append(f"| {label} | {w} | {r['tgid']} {names(res, r['window']).get(r['tgid'], '')} | "
+                       f"{_pair(r['fpt_xrstor'], r[rk])} | {_pair(r['fpt_xsave_switch'], f.get('fpt_xsave_switch', 0))} | "
+                       f"{r['bt_syscalls_with_kfpu']:,} | {r['model_kfpu_sections'] or 0:,} |")
     out += ["", "## Attach points and TIF_NEED_FPU_LOAD", "",
-            "| kernel | mode | kfpu_begin | xsave | xrstor | user_return | TIF bit |", "|---|---|---|---|---|---|---|"]
+            "| kernel | mode | kfpu_begin | xsave | xrstor | user_return | transport | TIF bit |",
+            "|---|---|---|---|---|---|---|---|"]
     for label, res in results.items():
         for mode, m in res.get("modes", {}).items():
             if "attach" not in m:
-                out.append(f"| {label} | {mode} | {m.get('error', '?')} | | | | |")
+                out.append(f"| {label} | {mode} | {m.get('error', '?')} | | | | | |")
                 continue
             a = m["attach"]
             out.append(f"| {label} | {mode} | {a.get('kfpu_begin')} | {a.get('xsave')} | {a.get('xrstor')} | "
-                       f"{a.get('user_return')} | {m['meta'].get('tif_need_fpu_load_bit')} |")
+                       f"{a.get('user_return')} | {(m['meta'].get('transport') or {}).get('kind')} | "
+                       f"{m['meta'].get('tif_need_fpu_load_bit')} |")
+    return "\n".join(out) + "\n"
+
+
+def render_summary(results: dict[str, dict], host_res: dict | None) -> str:
+    out = ["Lab: every process in every workload window, fputrace against bpftrace (details: "
+           "[tests/vmlab/RESULTS.md](tests/vmlab/RESULTS.md); the figures: [docs/CASES.md](docs/CASES.md)).", "",
+           "| kernel | run | modes | (window, process) rows | equal | differences (explained by bpftrace's recursion misses) |",
+           "|---|---|---|---|---|---|"]
+    for label, res in results.items():
+        rows = equal = 0
+        diffs = []
+        for mode in res.get("modes_run", []):
+            if mode == "tracepoint":
+                continue
+            a = agreement(res, mode)
+            rows, equal = rows + a["rows"], equal + a["equal"]
+            diffs += [f"{mode} {n} +{o}/−{u}" for n, (o, u) in a["diff"].items()]
+        out.append(f"| {label} ({res['kernel']['release']}) | {when(res)} | {', '.join(res.get('modes_run', []))} | "
+                   f"{rows:,} | {equal:,} | {'; '.join(diffs) or 'none'} |")
+    out += ["", cases.summary_table(results, host_res)]
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.vmlab.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="store_true", help="run the lab for the kernels first")
-    p.add_argument("-o", "--output", default=str(DEFAULT_OUT), help="file to write, - for stdout")
-    p.add_argument("kernels", nargs="*", default=list(kernels.KERNELS))
+    p.add_argument("--run", action="store_true", help="run the lab for the kernels (and the host) first")
+    p.add_argument("-o", "--output-dir", help="write the three files here instead (for a look)")
+    p.add_argument("kernels", nargs="*", default=[*kernels.KERNELS, "host"])
     args = p.parse_args(argv)
-    results = {}
+    results, host_res = {}, None
     for label in args.kernels:
+        if label == "host":
+            host_res = host.run_host() if args.run else host.load_result()
+            if host_res is None:
+                print("vmlab report: no stored host run (python -m tests.vmlab.host)", file=sys.stderr)
+            continue
         res = lab.run_lab(label) if args.run else lab.load_result(label)
+        if res is not None and not res.get("windows"):
+            print(f"vmlab report: the stored result for kernel {label} has no windows (an older lab, or a failed run: "
+                  f"{res['kernel'].get('reason') or 'see its run dir'}): "
+                  f"run it again", file=sys.stderr)
+            continue
         if res is None:
             print(f"vmlab report: no stored result for kernel {label} (run with --run, or pytest -m vmlab)",
                   file=sys.stderr)
             continue
         results[label] = res
-    if not results:
+    if not results and host_res is None:
         return 1
-    text = render(results)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output} ({len(results)} kernels)")
+    targets = {RESULTS_MD: render_results(results), SUMMARY_MD: render_summary(results, host_res),
+               CASES_MD: cases.render(results, host_res)}
+    for path, text in targets.items():
+        path = Path(args.output_dir) / path.name if args.output_dir else path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

@@ -1,18 +1,26 @@
 """The lab run inside ONE guest boot (plain python3; fputrace and bpftrace run as subprocesses).
 
-1. facts about the kernel (symbols, BTF, tracepoints), SIMD crypto modules loaded (no udev here);
-2. bpftrace starts counting per process; then one ``fputrace record`` per mode starts, all at
-   once and system-wide, so every mode and bpftrace observe the SAME workload processes;
-3. the ground-truth workloads run one after the other (their pids are printed);
-4. every recorder gets SIGINT (a clean stop), then bpftrace; results go to OUT/lab.json, the
-   recordings to OUT/<mode>.fpt, logs to OUT/<name>.log. The host analyses the files.
+1. facts about the kernel (symbols, BTF, tracepoints); modules loaded (no udev here); the kernel
+   subsystems (dm-crypt, WireGuard, md raid6, btrfs) set up;
+2. bpftrace and one ``fputrace record`` per mode start together, system-wide, so every mode and
+   bpftrace observe the SAME processes;
+3. each workload runs in its own *window*: ``prctl(WINDOW_MAGIC, k)`` before it, ``k = 0`` after
+   it has settled. bpftrace counts per window and process; the host cuts fputrace's recordings at
+   the timestamps bpftrace printed for the markers. Nothing outside the windows is compared (the
+   recorders' start, the set-up and tear-down of the subsystems);
+4. BPF program statistics (run counts, recursion misses) are saved, every recorder but the
+   fentry one gets SIGINT (a clean stop), then bpftrace;
+5. the measuring pass: the workloads once more, with the fentry recorder alone (the figures of
+   docs/CASES.md), then it stops too. Results go to OUT/lab.json, recordings to OUT/<mode>.fpt.
 
 Usage: python3 lab.py OUT_DIR FPUTRACE_BIN [--modes fentry,kprobe,auto,tracepoint]
        [--sha256 N SIZE] [--sha256-small N SIZE] [--gcm N SIZE] [--pingpong N]
+       [--subsystems dmcrypt=MIB,wireguard=MIB,raid6=MIB,btrfs=MIB]
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -24,17 +32,26 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpftrace_prog  # noqa: E402
+import subsystems  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SIMD_MODULES = ("sha256_ssse3", "aesni_intel", "algif_hash", "algif_skcipher", "algif_aead")
-PROBE_SYMBOLS = bpftrace_prog.FUNCS + ("kernel_fpu_begin", "switch_fpu_prepare", "switch_fpu_finish",
-                                       "fpregs_restore_userregs", "fpu__clear_user_states")
+PROBE_SYMBOLS = bpftrace_prog.FUNCS + ("switch_fpu_prepare", "switch_fpu_finish", "fpregs_restore_userregs",
+                                       "fpu__clear_user_states", "fpu_clone")
 READY_TIMEOUT_S = 900
 STOP_TIMEOUT_S = 300
+SETTLE_S = 0.5
+MEASURE_MODE = "fentry"       # the recorder that stays for the measuring pass
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def log(msg: str) -> None:
     print(f"[lab {time.monotonic():8.1f}] {msg}", flush=True)
+
+
+def mark(window: int) -> None:
+    """Open window ``window`` (0: close): bpftrace sees this prctl at sys_enter (it fails, EINVAL)."""
+    _libc.prctl(bpftrace_prog.WINDOW_MAGIC, window, 0, 0, 0)
 
 
 def kernel_facts() -> dict:
@@ -52,11 +69,17 @@ def kernel_facts() -> dict:
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
-    return {"release": platform.release(), "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
-            "preempt": preemption_model(), "symbols": {s: s in present for s in PROBE_SYMBOLS}, "tracepoints": tps,
+    preempt = preemption_model()
+    return {"release": platform.release(), "btf": os.path.exists("/sys/kernel/btf/vmlinux"), "preempt": preempt,
+            "symbols": {s: s in present for s in PROBE_SYMBOLS}, "tracepoints": tps,
             "cpu_flags": sorted(flags & {"avx", "avx2", "avx512f", "aes", "vaes", "sha_ni", "xsaves",
-                                         "xsavec", "xsaveopt"}),
+                                         "xsavec", "xsaveopt", "pclmulqdq"}),
             "nproc": os.cpu_count()}
+
+
+def release() -> tuple[int, int]:
+    major, minor = platform.release().split(".")[:2]
+    return int(major), int(minor)
 
 
 def preemption_model() -> str:
@@ -75,16 +98,6 @@ def preemption_model() -> str:
         if f"CONFIG_{option}=y" in config:
             return model
     return ""
-
-
-def load_modules() -> dict:
-    out = {}
-    for m in SIMD_MODULES:
-        res = subprocess.run(["modprobe", m], capture_output=True, text=True)
-        out[m] = "loaded" if res.returncode == 0 else res.stderr.strip().splitlines()[-1:][0:1] or "failed"
-        if isinstance(out[m], list):
-            out[m] = out[m][0] if out[m] else "failed"
-    return out
 
 
 def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> str:
@@ -120,76 +133,19 @@ def run_workload(argv: list[str], out: Path, name: str) -> dict:
     return info
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("out", type=Path)
-    p.add_argument("fputrace")
-    p.add_argument("--modes", default="fentry,kprobe,auto,tracepoint")
-    p.add_argument("--sha256", nargs=2, type=int, default=[300, 65536], metavar=("N", "SIZE"))
-    p.add_argument("--sha256-small", nargs=2, type=int, default=[300, 4096], metavar=("N", "SIZE"),
-                   help="short syscalls, rarely preempted: what the tracepoint inference can see")
-    p.add_argument("--gcm", nargs=2, type=int, default=[300, 65536], metavar=("N", "SIZE"))
-    p.add_argument("--pingpong", type=int, default=2000, metavar="N")
-    args = p.parse_args()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"started_wall": time.time()}
-    t_start = time.monotonic()
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
-    def save() -> None:
-        result["wall_s"] = round(time.monotonic() - t_start, 1)
-        (out / "lab.json").write_text(json.dumps(result, indent=1))
 
-    result["facts"] = kernel_facts()
-    result["modules"] = load_modules()
-    log(f"kernel {result['facts']['release']} modules {result['modules']}")
-    save()
-
-    # --- bpftrace, counting per process from before the first recorder starts
-    funcs = [f for f in bpftrace_prog.FUNCS if result["facts"]["symbols"].get(f)]
-    prog = bpftrace_prog.program(funcs, result["facts"]["tracepoints"])
-    (out / "bpftrace.bt").write_text(prog)
-    bt_log = out / "bpftrace.out"
-    bt = subprocess.Popen(["bpftrace", str(out / "bpftrace.bt")], stdout=open(bt_log, "w"),
-                          stderr=subprocess.STDOUT, start_new_session=True)
-    why = wait_for(bt_log, bpftrace_prog.READY, bt, READY_TIMEOUT_S)
-    result["bpftrace"] = {"funcs": funcs, "ready": not why, "error": why and f"{why}: {tail(bt_log)}"}
-    log(f"bpftrace ready={not why} {why}")
-
-    # --- all recorders at once (system-wide): they see the same workload processes
-    recorders = {}
-    for mode in args.modes.split(","):
-        lg = out / f"record-{mode}.log"
-        proc = subprocess.Popen([args.fputrace, "record", "--mode", mode, "-o", str(out / f"{mode}.fpt")],
-                                stdout=open(lg, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        recorders[mode] = (proc, lg)
-    t0 = time.monotonic()
-    result["recorders"] = {}
-    for mode, (proc, lg) in recorders.items():
-        why = wait_for(lg, "Tracing FPU", proc, max(1.0, READY_TIMEOUT_S - (time.monotonic() - t0)))
-        result["recorders"][mode] = {"ready": not why, "ready_s": round(time.monotonic() - t0, 1),
-                                     "error": why and f"{why}: {tail(lg)}"}
-        log(f"recorder {mode}: ready={not why} after {time.monotonic() - t0:.0f}s {why}")
-    save()
-
-    # --- ground truth
-    time.sleep(1.0)
-    result["workloads"] = [
-        run_workload(["sha256", *map(str, args.sha256)], out, "sha256"),
-        run_workload(["sha256", *map(str, args.sha256_small)], out, "sha256-small"),
-        run_workload(["gcm", *map(str, args.gcm)], out, "gcm"),
-        run_workload(["pingpong", str(args.pingpong)], out, "pingpong"),
-    ]
-    time.sleep(1.0)
-    save()
-
-    # --- evidence for any fentry/kprobe difference: BPF programs' recursion misses (a kprobe
-    #     program is skipped when it fires while another kprobe-attached program runs on the CPU)
-    for what in ("prog", "link"):
-        res = subprocess.run(["bpftool", "-j", what, "show"], capture_output=True, text=True)
-        (out / f"bpftool-{what}.json").write_text(res.stdout if res.returncode == 0 else "[]")
-    # --- clean stops: recorders first (they drain and close their files), then bpftrace
-    for mode, (proc, lg) in recorders.items():
+def stop_recorders(recorders: dict, result: dict) -> None:
+    """SIGINT to all at once (they drain in parallel), then wait for each."""
+    for proc, _ in recorders.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     for mode, (proc, lg) in recorders.items():
@@ -202,17 +158,216 @@ def main() -> int:
         result["recorders"][mode]["returncode"] = proc.returncode
         result["recorders"][mode]["log"] = tail(lg, 12)
         log(f"recorder {mode}: rc={proc.returncode}")
-    if bt.poll() is None:
-        bt.send_signal(signal.SIGINT)
+
+
+KPROBE_EVENTS = Path("/sys/kernel/tracing/kprobe_events")
+KPROBE_PROFILE = Path("/sys/kernel/tracing/kprobe_profile")
+
+
+def arm_miss_counters(probes: dict[str, str]) -> dict[str, str]:
+    """A tracefs kprobe on each function bpftrace probes, to read the kprobe layer's misses:
+    a kprobe hit while another kprobe handler runs on that CPU (an interrupt's kernel FPU use
+    during a handler) is skipped, and since kprobes on one address are aggregated, every one
+    of them counts the miss: kprobe_profile's nmissed of ours = bpftrace's (and fputrace
+    --mode kprobe's). BPF's own recursion misses (bpftool) are another counter."""
+    armed = {}
+    for fact, fn in probes.items():
+        name = f"vmlab_{fact}"
+        try:      # O_APPEND without the seek Python's "a" mode makes (tracefs: EINVAL)
+            fd = os.open(KPROBE_EVENTS, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, f"p:vmlab/{name} {fn}\n".encode())
+            finally:
+                os.close(fd)
+            Path(f"/sys/kernel/tracing/events/vmlab/{name}/enable").write_text("1\n")
+            armed[fact] = name
+        except OSError as err:
+            log(f"kprobe miss counter for {fn}: {err}")
+    return armed
+
+
+def skip_evidence(armed: dict[str, str]) -> dict:
+    """What the kernel counted at this moment: per probed function the kprobe's hits (every hit
+    that reached the handlers) and misses, and every BPF program's run count. Taken when all
+    tracers are ready and again after the last window: hits minus a kprobe program's runs in
+    between are the runs the kernel skipped (bpf_prog_active: the hit came while another kprobe
+    or tracepoint program ran on that CPU), which kernels before ~6.7 count nowhere else."""
+    return {"kprobes": kprobe_misses(armed), "programs": [
+        {"type": p.get("type"), "name": p.get("name"), "run_cnt": p.get("run_cnt")} for p in bpf_programs()]}
+
+
+def kprobe_misses(armed: dict[str, str]) -> dict[str, dict[str, int]]:
+    """fact -> {hits, missed} from kprobe_profile ("  name  hits  missed")."""
+    rows = {}
     try:
-        bt.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        bt.kill()
-        bt.wait()
-    result["bpftrace"]["returncode"] = bt.returncode
-    result["bpftrace"]["counts"] = bpftrace_prog.parse(bt_log.read_text(errors="replace"))
+        for line in KPROBE_PROFILE.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                rows[parts[0]] = {"hits": int(parts[1]), "missed": int(parts[2])}
+    except OSError:
+        return {}
+    return {fact: rows[name] for fact, name in armed.items() if name in rows}
+
+
+def bpf_programs() -> list[dict]:
+    res = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+    try:
+        return json.loads(res.stdout) if res.returncode == 0 else []
+    except ValueError:
+        return []
+
+
+def parse_subsystems(spec: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, spec.split(",")):
+        name, _, mib = item.partition("=")
+        out[name] = int(mib or 8)
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("out", type=Path)
+    p.add_argument("fputrace")
+    p.add_argument("--modes", default="fentry,kprobe,auto,tracepoint")
+    p.add_argument("--sha256", nargs=2, type=int, default=[300, 65536], metavar=("N", "SIZE"))
+    p.add_argument("--sha256-small", nargs=2, type=int, default=[300, 4096], metavar=("N", "SIZE"),
+                   help="short syscalls, rarely preempted: what the tracepoint inference can see")
+    p.add_argument("--gcm", nargs=2, type=int, default=[300, 65536], metavar=("N", "SIZE"))
+    p.add_argument("--pingpong", type=int, default=2000, metavar="N")
+    p.add_argument("--subsystems", default="dmcrypt=8,wireguard=4,raid6=8,btrfs=8")
+    return p.parse_args()
+
+
+def set_up(args, out: Path, result: dict) -> list:
+    """Facts, modules, the kernel subsystems: everything before the tracers start."""
+    result["facts"] = kernel_facts()
+    subs = [subsystems.SUBSYSTEMS[name](mib) for name, mib in parse_subsystems(args.subsystems).items()]
+    result["modules"] = subsystems.modprobe(*SIMD_MODULES, *(m for s in subs for m in s.modules))
+    subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])   # run_cnt in bpftool
+    log(f"kernel {result['facts']['release']} modules {result['modules']}")
+    result["subsystems"] = {}
+    ready = []
+    for s in subs:               # outside every window: key set-up uses the kernel FPU too
+        t0 = time.monotonic()
+        missing = s.missing_tool()
+        try:
+            if missing:
+                raise subsystems.SetupError(f"{missing} not installed in the host root (run ./setup.sh)")
+            info = s.setup()
+            ready.append(s)
+            result["subsystems"][s.name] = {"ready": True, "setup_s": round(time.monotonic() - t0, 1), **info}
+        except (subsystems.SetupError, OSError) as err:
+            result["subsystems"][s.name] = {"ready": False, "error": str(err)}
+        log(f"subsystem {s.name}: {result['subsystems'][s.name]}")
+    return ready
+
+
+def start_tracers(args, out: Path, result: dict):
+    """bpftrace, then one recorder per mode (the recorders start together: their start-ups
+    overlap; nothing is compared before the first window opens), all system-wide.
+    bpftrace is ready before any recorder attaches, as in every lab run before the kernel
+    subsystems came: 7.2 crashed once (a call to NULL on the syscall exit path) while bpftrace
+    and four recorders attached at the same time; cause not established.
+    -> (bpftrace, {mode: (proc, log)})"""
+    probes = bpftrace_prog.choose({f for f, ok in result["facts"]["symbols"].items() if ok})
+    (out / "bpftrace.bt").write_text(bpftrace_prog.program(probes, result["facts"]["tracepoints"]))
+    bt_log = out / "bpftrace.out"
+    t0 = time.monotonic()
+    bt = subprocess.Popen(["bpftrace", str(out / "bpftrace.bt")], stdout=open(bt_log, "w"),
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    why = wait_for(bt_log, bpftrace_prog.READY, bt, READY_TIMEOUT_S)
+    result["bpftrace"] = {"probes": probes, "ready": not why, "error": why and f"{why}: {tail(bt_log)}",
+                          "pid": bt.pid, "ready_s": round(time.monotonic() - t0, 1)}
+    log(f"bpftrace ready={not why} {why}")
+    recorders = {}
+    t0 = time.monotonic()
+    for mode in args.modes.split(","):
+        lg = out / f"record-{mode}.log"
+        proc = subprocess.Popen([args.fputrace, "record", "--mode", mode, "-o", str(out / f"{mode}.fpt")],
+                                stdout=open(lg, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        recorders[mode] = (proc, lg)
+    result["recorders"] = {}
+    for mode, (proc, lg) in recorders.items():
+        why = wait_for(lg, "Tracing FPU", proc, max(1.0, READY_TIMEOUT_S - (time.monotonic() - t0)))
+        result["recorders"][mode] = {"ready": not why, "ready_s": round(time.monotonic() - t0, 1),
+                                     "error": why and f"{why}: {tail(lg)}", "pid": proc.pid}
+        log(f"recorder {mode}: ready={not why} after {time.monotonic() - t0:.0f}s {why}")
+    return bt, recorders
+
+
+def stop_bpftrace(bt: subprocess.Popen, bt_log: Path, result: dict) -> None:
+    stop(bt)
+    text = bt_log.read_text(errors="replace")
+    result["bpftrace"].update(returncode=bt.returncode, counts=bpftrace_prog.parse(text),
+                              windows=bpftrace_prog.windows(text), lost=bpftrace_prog.lost_lines(text))
     if not result["bpftrace"]["counts"]:
         result["bpftrace"]["error"] = result["bpftrace"]["error"] or f"no counts: {tail(bt_log)}"
+
+
+def main() -> int:
+    args = parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"started_wall": time.time(), "driver_pid": os.getpid()}
+    t_start = time.monotonic()
+
+    def save() -> None:
+        result["wall_s"] = round(time.monotonic() - t_start, 1)
+        (out / "lab.json").write_text(json.dumps(result, indent=1))
+
+    ready_subs = set_up(args, out, result)
+    save()
+    bt, recorders = start_tracers(args, out, result)
+    # armed once every tracer is attached, and only where the kernel does not count a kprobe
+    # program's skipped runs itself (recursion_misses of kprobe programs: 6.7+): on 7.x the lab
+    # runs exactly the tracers of every run that did not crash (see start_tracers)
+    result["kprobe_counters"] = (arm_miss_counters(result["bpftrace"]["probes"])
+                                 if release() < (6, 7) else {})
+    result["skips"] = {"ready": skip_evidence(result["kprobe_counters"])}
+    save()
+
+    # --- the workloads, one window each
+    plan = [("sha256", ["sha256", *map(str, args.sha256)]),
+            ("sha256-small", ["sha256", *map(str, args.sha256_small)]),
+            ("gcm", ["gcm", *map(str, args.gcm)]),
+            ("pingpong", ["pingpong", str(args.pingpong)])]
+    plan += [(s.name, s.io_argv()) for s in ready_subs]
+    time.sleep(1.0)
+    result["workloads"] = []
+    for k, (name, argv) in enumerate(plan, 1):
+        mark(k)
+        info = run_workload(argv, out, name)
+        subsystems.settle(SETTLE_S)
+        mark(0)
+        result["workloads"].append(info | {"window": k})
+        time.sleep(0.2)
+    save()
+
+    # --- evidence: every BPF program's run count and recursion misses, before anything detaches;
+    #     then clean stops (recorders drain and close their files), but the measuring recorder
+    (out / "bpftool-prog.json").write_text(json.dumps(bpf_programs()))
+    result["kprobe_misses"] = kprobe_misses(result["kprobe_counters"])
+    result["skips"]["done"] = skip_evidence(result["kprobe_counters"])
+    keep = MEASURE_MODE if MEASURE_MODE in recorders else None
+    stop_recorders({m: r for m, r in recorders.items() if m != keep}, result)
+    stop_bpftrace(bt, out / "bpftrace.out", result)
+    save()
+
+    # --- the measuring pass: the same workloads again with one recorder and no other tracer, so
+    #     the figures of docs/CASES.md (durations, replayed policies) are not those of five tools
+    #     at once; windows by the guest's CLOCK_MONOTONIC (bpf_ktime_get_ns is the same clock)
+    result["measure"] = []
+    if keep:
+        for name, argv in plan:
+            lo = time.monotonic_ns()
+            info = run_workload(argv, out, f"measure-{name}")
+            subsystems.settle(SETTLE_S)
+            result["measure"].append(info | {"name": name, "lo_ns": lo, "hi_ns": time.monotonic_ns()})
+            time.sleep(0.2)
+        stop_recorders({keep: recorders[keep]}, result)
+    for s in reversed(ready_subs):
+        s.teardown()
     save()
     log("done")
     return 0

@@ -1,0 +1,251 @@
+"""One lab run's recordings, cut into bpftrace's windows and compared with it per process.
+
+A *window* is the stretch between two markers the guest driver made (``prctl(WINDOW_MAGIC, k)``,
+bpftrace printed each one with its bpf_ktime_get_ns time and CPU). Within window k, for every
+process (tgid) either tool saw, we count:
+
+  events   fputrace's events read back with ``fputrace.load`` (exact ones; inferred apart)
+  model    the model (``fputrace.model.Model``) fed with that window's events alone, per task
+           summed over the process: XSAVE, XRSTOR, kernel FPU sections (and inferred sections)
+  bpftrace kprobe hits of the same kernel functions and the x86_fpu tracepoints
+
+and per window the model's report and estimate (policy replay, self-check, callers) for
+docs/CASES.md. Everything here runs on the host, on the recordings the guest left in the run dir.
+
+Boundary evidence: bpftrace switches windows by a map update a few microseconds after the time it
+printed; an event on another CPU in that gap can fall on different sides for the two tools. The
+analysis counts fputrace's events within ``EDGE_NS`` of every marker on other CPUs; a per-process
+difference is only explained by them if they are there (they are reported, never assumed).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from fputrace.events import FLAG_INFERRED, Kind, XsaveCause
+
+FACT_KIND = {"kfpu_begin": Kind.KFPU_BEGIN, "kfpu_end": Kind.KFPU_END, "xsave": Kind.XSAVE,
+             "xrstor": Kind.XRSTOR, "user_return": Kind.USER_RETURN}
+FPU_KINDS = np.array([int(k) for k in FACT_KIND.values()], np.uint8)
+TASK_TABLE = np.array([Kind.COMM, Kind.TASK], np.uint8)
+EDGE_NS = 200_000
+MODEL_FIELDS = ("xsave", "xrstor", "kfpu_sections", "kfpu_sections_inferred", "avoidable_xrstor")
+
+
+def window_bounds(markers: list[dict]) -> dict[int, dict]:
+    """{k: {"lo": ns, "hi": ns, "cpu_lo": c, "cpu_hi": c}} from bpftrace's marker lines; a window
+    runs from its marker to the next one (the closing k = 0, or the next window)."""
+    out = {}
+    for cur, nxt in zip(markers, markers[1:]):
+        if cur["window"]:
+            out[cur["window"]] = {"lo": cur["ns"], "hi": nxt["ns"], "cpu_lo": cur["cpu"], "cpu_hi": nxt["cpu"]}
+    return out
+
+
+def _window_of(ts: np.ndarray, bounds: dict[int, dict]) -> np.ndarray:
+    """Window number of each timestamp (0 = outside every window)."""
+    out = np.zeros(len(ts), np.int64)
+    for k, b in bounds.items():
+        out[(ts >= np.uint64(b["lo"])) & (ts < np.uint64(b["hi"]))] = k
+    return out
+
+
+class WindowCounter:
+    """Per window and tgid: exact event counts per fact, inferred ones, XSAVE per cause."""
+
+    def __init__(self, bounds: dict[int, dict]):
+        self.bounds = bounds
+        self.counts: dict[int, dict[int, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        self.edge: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def feed(self, batch: np.ndarray) -> None:
+        fpu = batch[np.isin(batch["kind"], FPU_KINDS)]
+        if not len(fpu):
+            return
+        win = _window_of(fpu["ts_ns"], self.bounds)
+        inferred = (fpu["flags"] & FLAG_INFERRED) != 0
+        for fact, kind in FACT_KIND.items():
+            sel = fpu["kind"] == kind
+            for flag, suffix in ((False, ""), (True, "_inferred")):
+                m = sel & (inferred == flag) & (win > 0)
+                for (k, tgid), n in _group(win[m], fpu["tgid"][m]).items():
+                    self.counts[k][tgid][fact + suffix] += n
+        xs = (fpu["kind"] == Kind.XSAVE) & (win > 0)
+        for cause in XsaveCause:
+            for flag, suffix in ((False, ""), (True, "_inferred")):
+                m = xs & (fpu["a1"] == cause) & (inferred == flag)
+                for (k, tgid), n in _group(win[m], fpu["tgid"][m]).items():
+                    self.counts[k][tgid][f"xsave_{cause.name.lower()}{suffix}"] += n
+        for k, b in self.bounds.items():
+            for edge, cpu_key in (("lo", "cpu_lo"), ("hi", "cpu_hi")):
+                near = np.abs(fpu["ts_ns"].astype(np.int64) - b[edge]) < EDGE_NS
+                self.edge[k][edge] += int(np.count_nonzero(near & (fpu["cpu"] != b[cpu_key])))
+
+
+def _group(win: np.ndarray, tgid: np.ndarray) -> dict[tuple[int, int], int]:
+    if not len(win):
+        return {}
+    keys, n = np.unique(np.stack([win, tgid.astype(np.int64)]), axis=1, return_counts=True)
+    return {(int(k), int(t)): int(c) for (k, t), c in zip(keys.T, n)}
+
+
+def window_batches(batches, lo: int, hi: int):
+    """The task table (COMM/TASK records up to ``hi``) and every event in [lo, hi): what a model
+    needs to analyse that window alone, as if the recording had started at ``lo``."""
+    for b in batches:
+        ts = b["ts_ns"]
+        keep = (np.isin(b["kind"], TASK_TABLE) & (ts < np.uint64(hi))) | ((ts >= np.uint64(lo)) & (ts < np.uint64(hi)))
+        if keep.any():
+            yield b[keep]
+
+
+def model_window(batches: list[np.ndarray], meta: dict, lo: int, hi: int) -> dict:
+    """The model on one window: per-tgid sums of its per-task report, and the report's totals,
+    callers and histogram, and the estimate (policy replay) for that window."""
+    from fputrace.model import Model
+    model = Model(meta)
+    for b in window_batches(batches, lo, hi):
+        model.feed(b)
+    rep = model.report().to_dict()
+    est = model.estimate().to_dict()
+    per_tgid: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in rep.get("per_task", []):
+        acc = per_tgid[int(row["tgid"])]
+        for k in MODEL_FIELDS:
+            acc[k] += int(row.get(k) or 0)
+    tasks = {}
+    for row in rep.get("per_task", []):
+        t = tasks.setdefault(int(row["tgid"]), {"comm": row.get("comm", ""), "kthread": bool(row.get("kthread"))})
+        if int(row["tid"]) == int(row["tgid"]) and row.get("comm"):
+            t["comm"] = row["comm"]
+    return {"per_tgid": {t: dict(v) for t, v in per_tgid.items()}, "tasks": tasks,
+            "totals": rep.get("totals", {}), "callers": rep.get("kfpu_callers", []),
+            "hist": rep.get("kfpu_hist", []), "estimate": est}
+
+
+def analyse_recording(path, bounds: dict[int, dict], with_model: bool = True,
+                      measure: dict[str, tuple[int, int]] | None = None) -> dict:
+    """Window counts of one recording (and the model per window); ``measure``: more windows
+    {name: (lo, hi)} for the model only (the measuring pass, no bpftrace there)."""
+    import fputrace
+    from fputrace.errors import FputraceError
+    try:
+        tr = fputrace.load(path)
+        batches = list(tr.batches())     # lab recordings are small: read once, cut many times
+        counter = WindowCounter(bounds)
+        forks = {"total": 0, "unknown_tgid": 0}     # in the windows (the attach itself races)
+        for b in batches:
+            counter.feed(b)
+            f = b[b["kind"] == Kind.FORK]
+            f = f[_window_of(f["ts_ns"], bounds) > 0]
+            forks["total"] += len(f)
+            forks["unknown_tgid"] += int(((f["a1"] & 0xFFFFFFFF) == 0).sum())
+    except FputraceError as err:
+        return {"error": f"fputrace.load: {err}"}
+    meta = tr.meta
+    res = {"meta": {k: meta.get(k) for k in ("capture_mode", "tif_need_fpu_load_bit", "tif_calibration",
+                                            "lost_per_cpu", "truncated", "bpf_counters", "headers",
+                                            "transport", "recursion_misses", "fputrace_tgid", "tracefs")},
+           "attach": {ev: m.get("attach") for ev, m in (meta.get("modes") or {}).items()},
+           "refused": {ev: m.get("refused") for ev, m in (meta.get("modes") or {}).items()},
+           "events": {k: {t: dict(c) for t, c in per.items()} for k, per in counter.counts.items()},
+           "edge_events": {k: dict(v) for k, v in counter.edge.items()}, "forks": forks}
+    if with_model:
+        res["model"] = {}
+        for k, b in bounds.items():
+            try:
+                res["model"][k] = model_window(batches, meta, b["lo"], b["hi"])
+            except Exception as err:   # the model is another part: report its failure, keep the rest
+                res.setdefault("model_error", {})[k] = f"{type(err).__name__}: {err}"
+    if measure:
+        res["measure"] = {}
+        for name, (lo, hi) in measure.items():
+            try:
+                res["measure"][name] = model_window(batches, meta, lo, hi) | {"lo": lo, "hi": hi}
+            except Exception as err:
+                res.setdefault("model_error", {})[f"measure-{name}"] = f"{type(err).__name__}: {err}"
+    return res
+
+
+# ---- bpftool evidence ------------------------------------------------------------------------
+def program_misses(progs: list[dict]) -> dict[str, dict[str, int]]:
+    """{"bpftrace": {fact: misses}, "fentry": {fact: misses}, "kprobe": {fact: misses}}: the runs
+    the kernel skipped (bpftool ``recursion_misses``, kernel 5.12+) per program kind and fact.
+    bpftrace's kprobe programs are named after the probed function (15 chars), fputrace's fentry
+    programs ``kfunc__<function>``, its kprobe programs ``fpt_kprobe_<fact>`` (15 chars: the
+    kfpu_begin and kfpu_end ones look the same and are summed). Programs of the same name from
+    several recorders (fentry and auto) are summed too: a bound for each of them."""
+    from tests.vmlab.guest.bpftrace_prog import FACTS
+    out = {"bpftrace": defaultdict(int), "fentry": defaultdict(int), "kprobe": defaultdict(int)}
+    available = any("recursion_misses" in p for p in progs)
+    for p in progs:
+        name, miss = p.get("name", ""), int(p.get("recursion_misses", 0))
+        for fact, fns in FACTS.items():
+            if p.get("type") == "kprobe" and name in {f[:15] for f in fns}:
+                out["bpftrace"][fact] += miss
+            elif p.get("type") == "tracing" and (name.removeprefix("kfunc__") in fns):
+                out["fentry"][fact] += miss
+            elif p.get("type") == "kprobe" and name == f"fpt_kprobe_{fact}"[:15]:
+                out["kprobe"][fact] += miss
+    res = {k: dict(v) for k, v in out.items()}
+    res["reported"] = available
+    return res
+
+
+def kprobe_skips(skips: dict | None, probes: dict[str, str]) -> dict[str, dict[str, int]]:
+    """{"bpftrace": {fact: n}, "kprobe": {fact: n}}: kprobe hits the BPF program of that tool did
+    not run for, between the two snapshots of guest/lab.py (all tracers ready .. last window):
+    hits of the kprobe (kprobe_profile, aggregated per address) minus the program's run_cnt.
+    fputrace's kfpu_begin and kfpu_end programs share one 15-character name: their sum is
+    compared with both hits and given to both facts."""
+    if not skips or "done" not in skips:
+        return {}
+    out: dict[str, dict[str, int]] = {"bpftrace": {}, "kprobe": {}}
+
+    def runs(snap: dict, name: str) -> int:
+        return sum(int(p.get("run_cnt") or 0) for p in snap["programs"] if p.get("type") == "kprobe"
+                   and p.get("name") == name)
+
+    def hits(snap: dict, facts) -> int:
+        return sum(int((snap["kprobes"].get(f) or {}).get("hits", 0)) for f in facts)
+
+    a, b = skips["ready"], skips["done"]
+    for fact, fn in probes.items():
+        out["bpftrace"][fact] = max(0, (hits(b, [fact]) - hits(a, [fact])) - (runs(b, fn[:15]) - runs(a, fn[:15])))
+    names = {p.get("name") for p in b["programs"]}
+    for fact in probes:
+        full = f"fpt_kprobe_{fact}"
+        if full in names:             # bpftool names a program with BTF by its whole function name
+            present, name = [fact], full
+        elif full[:15] in names:      # else by the kernel's 15 characters (kfpu_begin = kfpu_end)
+            name = full[:15]
+            present = [f for f in probes if f"fpt_kprobe_{f}"[:15] == name]
+        else:
+            continue
+        out["kprobe"][fact] = max(0, (hits(b, present) - hits(a, present)) - (runs(b, name) - runs(a, name)))
+    return out
+
+
+def own_misses(meta: dict) -> dict[str, int] | None:
+    """fact -> runs the kernel skipped of this recording's own programs (meta recursion_misses:
+    {"kernel_fpu_begin_mask": n, "kprobe:kfpu_begin": n, ...}); None if the recording does not
+    say (older recorder) or the kernel does not count them (< 5.12)."""
+    from tests.vmlab.guest.bpftrace_prog import FACTS
+    misses = meta.get("recursion_misses")
+    if misses is None:
+        return None
+    out: dict[str, int] = defaultdict(int)
+    for name, n in misses.items():
+        if name.startswith("kprobe:"):
+            out[name.removeprefix("kprobe:")] += int(n)
+        for fact, fns in FACTS.items():
+            if name in fns:
+                out[fact] += int(n)
+    return dict(out)
+
+
+def program_runs(progs: list[dict]) -> list[dict]:
+    """Compact bpftool evidence: type, name, run count, recursion misses of every program."""
+    return [{"type": p.get("type"), "name": p.get("name"), "run_cnt": p.get("run_cnt"),
+             "recursion_misses": p.get("recursion_misses", 0)} for p in progs]
