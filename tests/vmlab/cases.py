@@ -116,17 +116,28 @@ def _all(results: dict[str, dict], host_res: dict | None):
                 yield name, label, res, w
 
 
+def _p50(f: dict) -> str:
+    if f.get("p50") is None or not _timed(f):
+        return "–"
+    return "≤ " + _us(min(f["p50"], f["max"] or f["p50"]))
+
+
+def cost_model_name(results: dict[str, dict], host_res: dict | None) -> str:
+    return next((figures(w)["cost_model"] for *_, w in _all(results, host_res) if figures(w)["cost_model"]), "?")
+
+
 def summary_table(results: dict[str, dict], host_res: dict | None) -> str:
-    out = ["| workload | kernel | kernel FPU sections | preempt-off p99 / max (µs) | XSAVE | XRSTOR deferred (measured) "
-           "| XRSTOR eager (replayed) | avoidable under eager | restores saved | bytes saved | self-check |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| workload | kernel | kernel FPU sections | preempt-off p50 / p99 / max (µs) | XSAVE "
+           "| XRSTOR deferred (measured) | XRSTOR eager (replayed) | avoidable under eager | restores saved "
+           f"| bytes saved | cycles saved (`{cost_model_name(results, host_res)}`) | self-check |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, label, res, w in _all(results, host_res):
         f = figures(w)
         sections = _n(f["sections"]) + (" (inferred)" if f["inferred"] and f["inferred"] == f["sections"] else "")
         sc = f["self_check"]
-        out.append(f"| {name} | {label} | {sections} | {_p99(f)} / {_us(f['max']) if _timed(f) else '–'} | {_n(f['xsave'])} | "
-                   f"{_n(f['xrstor'])} | {_n(f['eager_xrstor'])} | {_n(f['eager_avoidable'])} | "
-                   f"{_saved(f)} | {_n(f.get('saved_bytes'))} | "
+        out.append(f"| {name} | {label} | {sections} | {_p50(f)} / {_p99(f)} / {_us(f['max']) if _timed(f) else '–'} | "
+                   f"{_n(f['xsave'])} | {_n(f['xrstor'])} | {_n(f['eager_xrstor'])} | {_n(f['eager_avoidable'])} | "
+                   f"{_saved(f)} | {_n(f.get('saved_bytes'))} | {_n(f.get('saved_cycles'))} | "
                    f"{'–' if sc is None else f'{100 * sc:.2f}%'} |")
     return "\n".join(out)
 
@@ -202,7 +213,7 @@ def render(results: dict[str, dict], host_res: dict | None) -> str:
            "window, every task (workload, kernel threads, interrupts on whoever ran); on the host they "
            "are inferred (tracepoint mode: only sections that saved a user task's registers in a "
            "syscall). *preempt-off*: section lengths, preemption is off inside (power-of-two bucket "
-           "bounds for p99; max exact).",
+           "bounds for p50 and p99; max exact).",
            "- *XSAVE / XRSTOR deferred (measured)*: what the kernel executed; *eager (replayed)*: the "
            "same events under Linux <= 5.1's policy; *avoidable*: restores thrown away before the task "
            "ran a user instruction (under deferred they are ~0, a check); *restores saved*: eager minus "
@@ -215,10 +226,10 @@ def render(results: dict[str, dict], host_res: dict | None) -> str:
            "emulator's, tens of times those of hardware; compare them between callers, not with a "
            "real machine. Counts do not depend on the emulation.",
            f"- *bytes saved*: eager minus measured bytes moved by XSAVE+XRSTOR (576 + the live "
-           f"components of each event). Cycles, cost model `{cost.get('name') or next((figures(w)['cost_model'] for *_, w in _all(results, host_res)), '?')}` "
-           f"(XSAVE {cost.get('xsave_cycles', '?')}, XRSTOR {cost.get('xrstor_cycles', '?')} cycles): "
-           "in the per-workload sections below. Under QEMU's TCG the cycle figures are the cost model's, "
-           "not the emulator's.",
+           f"components of each event). *cycles saved*: eager minus measured cycles under the cost model "
+           f"`{cost.get('name') or cost_model_name(results, host_res)}` (XSAVE {cost.get('xsave_cycles', '?')}, "
+           f"XRSTOR {cost.get('xrstor_cycles', '?')} cycles per instruction; `fputrace calibrate` measures "
+           "them on a real CPU). Under QEMU's TCG the cycle figures are the cost model's, not the emulator's.",
            "- *self-check*: the replay under the recorded (deferred) policy against the measured "
            "counts, task by task (1 = exact).", ""]
     for name, title in WORKLOAD_TITLES.items():
