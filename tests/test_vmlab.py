@@ -381,16 +381,18 @@ def test_tracepoint_mode_exact_part(lab):
     restore count (5.10: its count of the same tracepoint); its exact saves are the
     context-switch saves, and must equal the switch-cause XSAVEs the fentry recorder saw for the
     very same process and window, and bpftrace's count of regs_deactivated after that task's own
-    sched_switch."""
+    sched_switch. The restores may differ only by the measured misses (_diffs): on 7.2 bpftrace's
+    kprobe on the restore function missed 12 runs in a run where the tracepoint counted 940
+    restores of the sha256 process and bpftrace 938."""
     _guest_ok(lab)
     _need_mode(lab, "tracepoint")
     fentry = {(r["window"], r["tgid"]): r for r in _rows(lab, "fentry")}
     restore = "bt_xrstor" if _has_restore_probe(lab) else "bt_tp_activated"
-    diff = []
-    for r in _rows(lab, "tracepoint"):
+    rows = _rows(lab, "tracepoint")
+    assert rows, f"no analysis rows for mode tracepoint: {lab['modes'].get('tracepoint')}"
+    diff = _diffs(lab, "tracepoint", rows, [("fpt_xrstor", restore)])
+    for r in rows:
         f = fentry.get((r["window"], r["tgid"]), {})
-        if r["fpt_xrstor"] != r[restore]:
-            diff.append(f"window {r['window']} tgid {r['tgid']}: XRSTOR {r['fpt_xrstor']} vs bpftrace {r[restore]}")
         if r["fpt_xsave_switch"] != f.get("fpt_xsave_switch", 0) or r["fpt_xsave_switch"] != r["bt_switch_saves"]:
             diff.append(f"window {r['window']} tgid {r['tgid']}: switch XSAVE {r['fpt_xsave_switch']} vs fentry "
                         f"{f.get('fpt_xsave_switch', 0)} vs bpftrace {r['bt_switch_saves']}")
