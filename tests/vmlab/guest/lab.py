@@ -1,9 +1,10 @@
 """The lab run inside ONE guest boot (plain python3; fputrace and bpftrace run as subprocesses).
 
-1. facts about the kernel (symbols, BTF, tracepoints); modules loaded (no udev here); the kernel
-   subsystems (dm-crypt, WireGuard, md raid6, btrfs) set up;
-2. bpftrace and one ``fputrace record`` per mode start together, system-wide, so every mode and
-   bpftrace observe the SAME processes;
+1. facts about the kernel (symbols, BTF, tracepoints); bpftrace starts (system-wide); meanwhile
+   modules are loaded (no udev here) and the kernel subsystems (dm-crypt, WireGuard, md raid6,
+   btrfs) set up;
+2. once bpftrace is ready, one ``fputrace record`` per mode starts, all together, system-wide, so
+   every mode and bpftrace observe the SAME processes;
 3. each workload runs in its own *window*: ``prctl(WINDOW_MAGIC, k)`` before it, ``k = 0`` after
    it has settled. bpftrace counts per window and process; the host cuts fputrace's recordings at
    the timestamps bpftrace printed for the markers. Nothing outside the windows is compared (the
@@ -240,11 +241,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def set_up(args, out: Path, result: dict) -> list:
-    """Facts, modules, the kernel subsystems: everything before the tracers start."""
-    result["facts"] = kernel_facts()
+    """Modules and the kernel subsystems: everything before the recorders start (bpftrace is
+    already starting: its start-up overlaps this; it counts nothing outside the windows)."""
     subs = [subsystems.SUBSYSTEMS[name](mib) for name, mib in parse_subsystems(args.subsystems).items()]
     result["modules"] = subsystems.modprobe(*SIMD_MODULES, *(m for s in subs for m in s.modules))
-    subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])   # run_cnt in bpftool
     log(f"kernel {result['facts']['release']} modules {result['modules']}")
     result["subsystems"] = {}
     ready = []
@@ -263,23 +263,27 @@ def set_up(args, out: Path, result: dict) -> list:
     return ready
 
 
-def start_tracers(args, out: Path, result: dict):
-    """bpftrace, then one recorder per mode (the recorders start together: their start-ups
-    overlap; nothing is compared before the first window opens), all system-wide.
-    bpftrace is ready before any recorder attaches, as in every lab run before the kernel
-    subsystems came: 7.2 crashed once (a call to NULL on the syscall exit path) while bpftrace
-    and four recorders attached at the same time; cause not established.
-    -> (bpftrace, {mode: (proc, log)})"""
+def start_bpftrace(out: Path, result: dict) -> subprocess.Popen:
+    """bpftrace first, alone: it is ready before any recorder attaches, as in every lab run
+    before the kernel subsystems came (7.2 crashed once, a call to NULL on the syscall exit path,
+    while bpftrace and four recorders attached at the same time; cause not established). Its
+    start-up (up to 2 min under TCG on 5.10) overlaps the subsystems' set-up."""
     probes = bpftrace_prog.choose({f for f, ok in result["facts"]["symbols"].items() if ok})
     (out / "bpftrace.bt").write_text(bpftrace_prog.program(probes, result["facts"]["tracepoints"]))
+    result["bpftrace"] = {"probes": probes, "ready": False, "error": "", "t0": time.monotonic()}
+    return subprocess.Popen(["bpftrace", str(out / "bpftrace.bt")], stdout=open(out / "bpftrace.out", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_recorders(args, out: Path, result: dict, bt: subprocess.Popen) -> dict:
+    """Once bpftrace is ready: one recorder per mode, started together (their start-ups overlap;
+    nothing is compared before the first window opens), all system-wide. -> {mode: (proc, log)}"""
     bt_log = out / "bpftrace.out"
-    t0 = time.monotonic()
-    bt = subprocess.Popen(["bpftrace", str(out / "bpftrace.bt")], stdout=open(bt_log, "w"),
-                          stderr=subprocess.STDOUT, start_new_session=True)
     why = wait_for(bt_log, bpftrace_prog.READY, bt, READY_TIMEOUT_S)
-    result["bpftrace"] = {"probes": probes, "ready": not why, "error": why and f"{why}: {tail(bt_log)}",
-                          "pid": bt.pid, "ready_s": round(time.monotonic() - t0, 1)}
-    log(f"bpftrace ready={not why} {why}")
+    t0 = result["bpftrace"].pop("t0")
+    result["bpftrace"].update(ready=not why, error=why and f"{why}: {tail(bt_log)}", pid=bt.pid,
+                              ready_s=round(time.monotonic() - t0, 1))
+    log(f"bpftrace ready={not why} after {time.monotonic() - t0:.0f}s {why}")
     recorders = {}
     t0 = time.monotonic()
     for mode in args.modes.split(","):
@@ -293,7 +297,7 @@ def start_tracers(args, out: Path, result: dict):
         result["recorders"][mode] = {"ready": not why, "ready_s": round(time.monotonic() - t0, 1),
                                      "error": why and f"{why}: {tail(lg)}", "pid": proc.pid}
         log(f"recorder {mode}: ready={not why} after {time.monotonic() - t0:.0f}s {why}")
-    return bt, recorders
+    return recorders
 
 
 def stop_bpftrace(bt: subprocess.Popen, bt_log: Path, result: dict) -> None:
@@ -316,12 +320,15 @@ def main() -> int:
         result["wall_s"] = round(time.monotonic() - t_start, 1)
         (out / "lab.json").write_text(json.dumps(result, indent=1))
 
+    result["facts"] = kernel_facts()
+    subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])   # run_cnt in bpftool
+    bt = start_bpftrace(out, result)
     ready_subs = set_up(args, out, result)
     save()
-    bt, recorders = start_tracers(args, out, result)
+    recorders = start_recorders(args, out, result, bt)
     # armed once every tracer is attached, and only where the kernel does not count a kprobe
     # program's skipped runs itself (recursion_misses of kprobe programs: 6.7+): on 7.x the lab
-    # runs exactly the tracers of every run that did not crash (see start_tracers)
+    # runs exactly the tracers of every run that did not crash (see start_bpftrace)
     result["kprobe_counters"] = (arm_miss_counters(result["bpftrace"]["probes"])
                                  if release() < (6, 7) else {})
     result["skips"] = {"ready": skip_evidence(result["kprobe_counters"])}
