@@ -108,6 +108,14 @@ def _kprobe_layer(lab: dict) -> dict[str, int]:
     return (lab.get("bpftool", {}).get("misses") or {}).get("kprobe_layer") or {}
 
 
+def _at_edge(lab: dict, mode: str, r: dict, fact: str) -> int:
+    """fputrace's events of this fact and process (row r) within analysis.EDGE_NS of its window's
+    markers on another CPU, in the recording of this mode."""
+    edges = lab["modes"][mode].get("edge_by_tgid") or {}
+    per = edges.get(str(r["window"]), edges.get(r["window"], {}))
+    return (per.get(str(r["tgid"]), per.get(r["tgid"], {})) or {}).get(fact, 0)
+
+
 def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
     """Per-process differences that the measured misses do not explain.
 
@@ -121,10 +129,13 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
     (kprobe_profile's nmissed of a tracefs kprobe the guest puts on the same function: kprobes on
     one address count misses together): a kprobe hit while another kprobe handler runs on that
     CPU, e.g. an interrupt's kernel FPU use during a handler, runs no handler at all. Skipped runs
-    are missing from that tool's counts. (3) Window edges: bpftrace switches windows a few µs
-    after the time it printed for the marker, so an event on another CPU in that gap falls on
-    different sides for the two tools; a process's difference may be as large as fputrace's
-    events of that fact and process within analysis.EDGE_NS of the markers on other CPUs. So over
+    are missing from that tool's counts. (3) Window edges: bpftrace switches windows by a map
+    update just before it reads the time it prints for the marker, and two tools' programs on
+    one hook run one after the other; QEMU's vCPU threads can be descheduled by the loaded host
+    for milliseconds between any two of these, so an event on another CPU near a marker can
+    fall on different sides for the two tools. A process's difference may be as large as
+    fputrace's events of that fact and process within analysis.EDGE_NS of the markers on other
+    CPUs (RESULTS.md shows how many differences were explained that way). So over
     all windows and processes, beyond (3), fputrace may exceed bpftrace by at most bpftrace's
     misses of that probe, and fall short of it by at most its own; without misses or edge events
     the counts must be equal, process by process."""
@@ -142,13 +153,8 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
         own_skip = skips.get("kprobe") or {}
         own = {f: max(own.get(f, 0), own_skip.get(f, 0)) + layer.get(f, 0)
                for f in set(own) | set(own_skip) | set(layer)}
-    edges = lab["modes"][mode].get("edge_by_tgid") or {}
-
     def at_edge(r: dict, fact: str) -> int:
-        """fputrace's events of this fact and process within EDGE_NS of the window's markers on
-        another CPU (analysis.py: the two tools switch windows a few µs apart)."""
-        per = edges.get(str(r["window"]), edges.get(r["window"], {}))
-        return (per.get(str(r["tgid"]), per.get(r["tgid"], {})) or {}).get(fact, 0)
+        return _at_edge(lab, mode, r, fact)
 
     out = []
     for ours, theirs in pairs:
@@ -407,9 +413,11 @@ def test_tracepoint_mode_exact_part(lab):
     diff = _diffs(lab, "tracepoint", rows, [("fpt_xrstor", restore)])
     for r in rows:
         f = fentry.get((r["window"], r["tgid"]), {})
-        if r["fpt_xsave_switch"] != f.get("fpt_xsave_switch", 0) or r["fpt_xsave_switch"] != r["bt_switch_saves"]:
+        edge = _at_edge(lab, "tracepoint", r, "xsave")      # see _diffs (3)
+        if abs(r["fpt_xsave_switch"] - f.get("fpt_xsave_switch", 0)) > edge \
+                or abs(r["fpt_xsave_switch"] - r["bt_switch_saves"]) > edge:
             diff.append(f"window {r['window']} tgid {r['tgid']}: switch XSAVE {r['fpt_xsave_switch']} vs fentry "
-                        f"{f.get('fpt_xsave_switch', 0)} vs bpftrace {r['bt_switch_saves']}")
+                        f"{f.get('fpt_xsave_switch', 0)} vs bpftrace {r['bt_switch_saves']} (at the window's edges {edge})")
         if r["fpt_kfpu_begin"] or r["fpt_xsave_kfpu"]:
             diff.append(f"window {r['window']} tgid {r['tgid']}: tracepoint mode claims exact kernel FPU events")
     assert not diff, "\n".join(diff)

@@ -135,8 +135,8 @@ def render_results(results: dict[str, dict]) -> str:
             "Rows = (window, process) pairs with any FPU activity; *equal* = every count of the row equal "
             "(events: sections, XSAVE, XRSTOR, user-return; model: sections, XSAVE, XRSTOR). Differences "
             "are summed over all rows as +over/−under, with their measured reasons: *at a window edge* = "
-            "fputrace's events of that process and kind within 200 µs of a window marker on another CPU "
-            "(the two tools switch windows a few µs apart); *missed* = runs the kernel skipped (bpftool "
+            "fputrace's events of that process and kind within 5 ms of a window marker on another CPU "
+            "(the two tools switch windows µs apart, ms when the loaded host deschedules a vCPU); *missed* = runs the kernel skipped (bpftool "
             "`recursion_misses`, 5.12+; kprobe hits minus program runs; kprobe-layer misses). These are the "
             "only tolerance.", "",
             "| kernel | mode | rows | equal | differences | bpftrace misses | fputrace misses |", "|---|---|---|---|---|---|---|"]
