@@ -159,7 +159,7 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
     out = []
     for ours, theirs in pairs:
         fact = theirs.removeprefix("bt_")
-        edge_fact = {"tp_activated": "xrstor"}.get(fact, fact)
+        edge_fact = {"tp_activated": "xrstor", "switch_saves": "xsave"}.get(fact, fact)
         over = sum(max(0, (r[ours] or 0) - r[theirs] - at_edge(r, edge_fact)) for r in rows)
         under = sum(max(0, r[theirs] - (r[ours] or 0) - at_edge(r, edge_fact)) for r in rows)
         if over <= bt_miss.get(fact, 0) and under <= own.get(fact, 0):
@@ -401,23 +401,24 @@ def test_tracepoint_mode_exact_part(lab):
     restore count (5.10: its count of the same tracepoint); its exact saves are the
     context-switch saves, and must equal the switch-cause XSAVEs the fentry recorder saw for the
     very same process and window, and bpftrace's count of regs_deactivated after that task's own
-    sched_switch. The restores may differ only by the measured misses (_diffs): on 7.2 bpftrace's
-    kprobe on the restore function missed 12 runs in a run where the tracepoint counted 940
-    restores of the sha256 process and bpftrace 938."""
+    sched_switch. Against bpftrace they may differ only by the measured misses and edge events
+    (_diffs): on 7.2 bpftrace's kprobe on the restore function missed 12 runs in a run where the
+    tracepoint counted 940 restores of the sha256 process and bpftrace 938; in another, bpftrace's
+    regs_deactivated and sched_switch programs missed 53 and 62 runs and its switch saves fell
+    short by 35 over 14 processes, while both fputrace recorders agreed exactly."""
     _guest_ok(lab)
     _need_mode(lab, "tracepoint")
     fentry = {(r["window"], r["tgid"]): r for r in _rows(lab, "fentry")}
     restore = "bt_xrstor" if _has_restore_probe(lab) else "bt_tp_activated"
     rows = _rows(lab, "tracepoint")
     assert rows, f"no analysis rows for mode tracepoint: {lab['modes'].get('tracepoint')}"
-    diff = _diffs(lab, "tracepoint", rows, [("fpt_xrstor", restore)])
+    diff = _diffs(lab, "tracepoint", rows, [("fpt_xrstor", restore), ("fpt_xsave_switch", "bt_switch_saves")])
     for r in rows:
         f = fentry.get((r["window"], r["tgid"]), {})
         edge = _at_edge(lab, "tracepoint", r, "xsave")      # see _diffs (3)
-        if abs(r["fpt_xsave_switch"] - f.get("fpt_xsave_switch", 0)) > edge \
-                or abs(r["fpt_xsave_switch"] - r["bt_switch_saves"]) > edge:
+        if abs(r["fpt_xsave_switch"] - f.get("fpt_xsave_switch", 0)) > edge:
             diff.append(f"window {r['window']} tgid {r['tgid']}: switch XSAVE {r['fpt_xsave_switch']} vs fentry "
-                        f"{f.get('fpt_xsave_switch', 0)} vs bpftrace {r['bt_switch_saves']} (at the window's edges {edge})")
+                        f"{f.get('fpt_xsave_switch', 0)} (at the window's edges {edge})")
         if r["fpt_kfpu_begin"] or r["fpt_xsave_kfpu"]:
             diff.append(f"window {r['window']} tgid {r['tgid']}: tracepoint mode claims exact kernel FPU events")
     assert not diff, "\n".join(diff)

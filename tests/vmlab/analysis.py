@@ -207,6 +207,18 @@ def program_misses(progs: list[dict]) -> dict[str, dict[str, int]]:
                 out["fentry"][fact] += miss
             elif p.get("type") == "kprobe" and name == f"fpt_kprobe_{fact}"[:15]:
                 out["kprobe"][fact] += miss
+    # bpftrace's tracepoint programs (perf tracepoints: skipped like kprobes, counted 6.7+): the
+    # restore tracepoint, and the switch saves (regs_deactivated after that task's sched_switch:
+    # a skipped sched_switch leaves a stale @prev, so its misses count too)
+    tp = defaultdict(int)
+    for p in progs:
+        if p.get("type") == "tracepoint":
+            name = p.get("name", "")
+            tp[name] = max(tp[name], int(p.get("recursion_misses", 0)))
+    if tp.get("x86_fpu_regs_ac"):
+        out["bpftrace"]["tp_activated"] += tp["x86_fpu_regs_ac"]
+    if tp.get("x86_fpu_regs_de") or tp.get("sched_switch"):
+        out["bpftrace"]["switch_saves"] += tp.get("x86_fpu_regs_de", 0) + tp.get("sched_switch", 0)
     res = {k: dict(v) for k, v in out.items()}
     res["reported"] = available
     return res
