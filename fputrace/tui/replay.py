@@ -28,7 +28,7 @@ from .messages import SourceNotice, SourceStatus
 from .sources import NS_PER_S, Source
 
 CHECKPOINT_EVENTS = 1 << 21      # a step back re-feeds at most this many events
-CHECKPOINT_BYTES = 64 << 20      # all checkpoints together; beyond it they are thinned out
+CHECKPOINT_BYTES = 32 << 20      # all checkpoints together; beyond it they are thinned out
 FEED_SLICE_S = 0.1
 PIECE_EVENTS = 1 << 16           # batches (up to 1M events) are decoded this many rows at a time
 _EMPTY = np.zeros(0, EVENT_DTYPE)

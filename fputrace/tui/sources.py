@@ -43,12 +43,18 @@ class SourceConfig:
     snapshot_hz: float = SNAPSHOT_HZ
 
 
+# Exited tasks whose rows the dashboard keeps: the most XSAVEs first (an exited task's rank is
+# final). The table shows 200 rows at most; every count and total stays exact; a fork storm of
+# 100k short tasks would otherwise keep ~80 MB of rows, and every replay checkpoint a copy of them.
+KEPT_EXITED_TASKS = 2000
+
+
 def default_model_factory(meta: dict) -> Callable[[], ModelLike]:
     """The model with the dashboard's own sink for strips, rates and timelines."""
     def make() -> ModelLike:
         from ..model import Model
         from .activity import RecentActivity
-        return Model(meta=meta, history=RecentActivity())
+        return Model(meta=meta, history=RecentActivity(), top=KEPT_EXITED_TASKS)
     return make
 
 
