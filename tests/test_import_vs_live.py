@@ -153,4 +153,5 @@ def test_perf_import_and_live_capture_agree_per_task(need_bcc, need_perf, tmp_pa
     assert root_live["xsave_switch"] >= N_PINGPONG and root_live["xrstor"] >= N_PINGPONG, root_live
     # the root was exec'd by sh too; after an exec the first restore loads the fresh image
     execs = [t for t in tids - {root} if (live.events[live.events.tid == t].kind == "EXEC").any()]
-    assert len(execs) == N_EXECS and all(a[t]["xrstor_init"] == b[t]["xrstor_init"] == 1 for t in execs)
+    assert len(execs) == N_EXECS and all(a[t]["xrstor_init"] == b[t]["xrstor_init"] == 1 for t in execs), \
+        {t: (a[t], b[t]) for t in execs if not a[t]["xrstor_init"] == b[t]["xrstor_init"] == 1}
