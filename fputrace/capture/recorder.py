@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 from ..errors import CaptureError, LoadError, UsageError
 from . import progstats
+from .command import start_command, stop_command
 from .options import CaptureOptions
 
 STATUS_INTERVAL_S = 0.5
@@ -172,10 +172,7 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                 print(f"fputrace: the fentry test load was refused:\n{cap.fentry_log}", file=sys.stderr)
             meta["command"] = shlex.join(sys.argv) if sys.argv else "fputrace record"
             if cmd:
-                try:
-                    child = subprocess.Popen(cmd)
-                except OSError as err:
-                    raise CaptureError(f"cannot run {cmd[0]!r}: {err.strerror}") from None
+                child = start_command(cmd)
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
             # as a context manager: a failure below marks the file aborted instead of complete
@@ -254,9 +251,4 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_command(child)

@@ -24,3 +24,15 @@ def number(convert: Callable[[str], float], minimum: float, *, above: bool = Fal
             raise argparse.ArgumentTypeError(f"must be {bound}, not {text!r}")
         return value
     return parse
+
+
+def trailing_command(words: list[str]) -> list[str]:
+    """The ``-- CMD ARGS`` at the end of a command line (argparse.REMAINDER), without the ``--``."""
+    from ..errors import UsageError
+    if not words:
+        return []
+    if words[0] != "--":
+        raise UsageError(f"unexpected argument {words[0]!r} (put the command to run after '--')")
+    if len(words) == 1:
+        raise UsageError("nothing to run after '--'")
+    return list(words[1:])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from .argtypes import number, trailing_command
+
 HELP = "record FPU save/restore events of this host into a file (needs root)"
 EXAMPLES = """examples:
     sudo fputrace record -o run.fpt                    # until Ctrl-C
@@ -27,14 +29,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS_S[m.group(2)]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+_positive_int = number(int, 1)
 
 
 def _pages(text: str) -> int:
@@ -75,14 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UsageError
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if args.cmd and not cmd:
-        raise UsageError("nothing to run after '--'")
-    if args.cmd and args.cmd[0] != "--":
-        raise UsageError(f"unexpected argument {args.cmd[0]!r} (put the command to run after '--')")
+    cmd = trailing_command(args.cmd)
     from ..capture.options import CaptureOptions
     opts = CaptureOptions(mode=args.mode, pid=args.pid, comm=args.comm, buffer_pages=args.buffer_pages,
                           programs=args.programs, transport=args.transport)

@@ -16,7 +16,7 @@ Counts come from the same model as report and the exporter; in tracepoint mode k
 sections are inferred (a lower bound), as `fputrace report` says under "exactness".
 """
 
-from .argtypes import number
+from .argtypes import number, trailing_command
 
 _interval_ms = number(int, 10, unit="milliseconds", symbol="ms")
 _positive = number(int, 1)
@@ -125,12 +125,12 @@ def _replay(args, printer) -> int:
 def _live(args, printer, cmd) -> int:
     import shlex
     import signal
-    import subprocess
     import sys
     import threading
     import time
 
     from ..capture import CaptureOptions
+    from ..capture.command import start_command, stop_command
     from ..errors import CaptureError
     from ..export.feed import LiveFeed
     from ..export.intervals import Intervals
@@ -143,10 +143,7 @@ def _live(args, printer, cmd) -> int:
         intervals = Intervals(start_s=0.0)
         feed.start()
         if cmd:
-            try:
-                child = subprocess.Popen(cmd)
-            except OSError as err:
-                raise CaptureError(f"cannot run {cmd[0]!r}: {err.strerror}") from None
+            child = start_command(cmd)
         print(f"Tracing FPU save/restore (mode: {feed.meta.get('capture_mode')})... "
               f"Hit Ctrl-C to end.", file=sys.stderr, flush=True)
         t0 = time.monotonic()
@@ -187,23 +184,12 @@ def _live(args, printer, cmd) -> int:
             feed.close()
         for s, h in old.items():
             signal.signal(s, h)
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_command(child)
 
 
 def run(args) -> int:
     from ..errors import UsageError
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if args.cmd and not cmd:
-        raise UsageError("nothing to run after '--'")
-    if args.cmd and args.cmd[0] != "--":
-        raise UsageError(f"unexpected argument {args.cmd[0]!r} (put the command to run after '--')")
+    cmd = trailing_command(args.cmd)
     if args.count and not args.interval:
         raise UsageError("--count counts intervals: give -I MS as well")
     if args.replay and (cmd or args.duration):
