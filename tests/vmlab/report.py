@@ -77,6 +77,8 @@ def agreement(res: dict, mode: str) -> dict:
         if all((r[a] or 0) == r[b] for a, b in pairs.values()):
             out["equal"] += 1
     edges = (res.get("modes", {}).get(mode) or {}).get("edge_by_tgid") or {}
+    g = res.get("guest", {})
+    tracers = {p for p in [g.get("bpftrace", {}).get("pid"), *(v.get("pid") for v in (g.get("recorders") or {}).values())] if p}
     for name, (a, b) in pairs.items():
         over = sum(max(0, (r[a] or 0) - r[b]) for r in rows)
         under = sum(max(0, r[b] - (r[a] or 0)) for r in rows)
@@ -86,7 +88,8 @@ def agreement(res: dict, mode: str) -> dict:
             at_edge = sum(min(abs((r[a] or 0) - r[b]),
                               (edges.get(str(r["window"]), {}).get(str(r["tgid"])) or {}).get(fact, 0))
                           for r in rows if (r[a] or 0) != r[b])
-            out["reason"][name] = {"edge": at_edge, "bpftrace_missed": missed(res, "bpftrace", fact),
+            in_tracers = sum(abs((r[a] or 0) - r[b]) for r in rows if (r[a] or 0) != r[b] and r["tgid"] in tracers)
+            out["reason"][name] = {"edge": at_edge, "tracers": in_tracers, "bpftrace_missed": missed(res, "bpftrace", fact),
                                    "fputrace_missed": missed(res, "kprobe" if mode == "kprobe" else "fentry", fact)}
     out["processes"] = len({(r["window"], r["tgid"]) for r in rows})
     return out
@@ -107,6 +110,7 @@ def explain(diff: dict, reason: dict) -> list[str]:
     for name, (o, u) in diff.items():
         why = reason.get(name) or {}
         parts = [f"{why['edge']} at a window edge"] if why.get("edge") else []
+        parts += [f"{why['tracers']} in the tracers' own processes"] if why.get("tracers") else []
         parts += [f"{who} missed {why[key]}" for who, key in (("bpftrace", "bpftrace_missed"), ("fputrace", "fputrace_missed"))
                   if why.get(key)]
         out.append(f"{name} +{o}/−{u}" + (f" ({'; '.join(parts)})" if parts else " (**unexplained**)"))
