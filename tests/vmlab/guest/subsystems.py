@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from workloads import crypto_driver     # the same directory (guest/lab.py puts it on sys.path)
+
 WORK = Path("/dev/shm/vmlab")       # tmpfs: backing files cost no disk I/O
 
 
@@ -97,21 +99,6 @@ def losetup(size_mib: int, name: str) -> str:
     if not stat.S_ISBLK(os.stat(dev).st_mode):
         raise SetupError(f"{dev} is not a block device")
     return dev
-
-
-def crypto_driver(name: str) -> str:
-    """The highest-priority driver /proc/crypto lists for ``name``."""
-    best, cur = ("?", -1), {}
-    with open("/proc/crypto") as f:
-        for line in list(f) + [""]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                cur[k.strip()] = v.strip()
-                continue
-            if cur.get("name") == name and int(cur.get("priority", 0)) > best[1]:
-                best = (cur.get("driver", "?"), int(cur.get("priority", 0)))
-            cur = {}
-    return best[0]
 
 
 class Subsystem:
