@@ -24,6 +24,19 @@ def run_fputrace(*args: str, timeout: float = 120, **kw) -> subprocess.Completed
                           timeout=timeout, **kw)
 
 
+def bpf_prog_ids(pid: int) -> set[int]:
+    """Ids of the BPF programs whose file descriptors process ``pid`` holds (its fdinfo), read
+    here rather than with fputrace's own reader so that the check stays independent of it."""
+    ids = set()
+    for entry in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = entry.read_text()
+        except OSError:                  # the descriptor was closed meanwhile
+            continue
+        ids.update(int(line.split()[1]) for line in text.splitlines() if line.startswith("prog_id:"))
+    return ids
+
+
 @pytest.fixture(scope="session")
 def need_root():
     if os.geteuid() != 0:

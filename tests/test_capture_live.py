@@ -16,7 +16,7 @@ import pytest
 
 from fputrace.events import FLAG_INFERRED, Kind, XsaveCause
 
-from .conftest import fputrace_cmd, run_fputrace
+from .conftest import bpf_prog_ids, fputrace_cmd, run_fputrace
 
 pytestmark = [pytest.mark.live]
 
@@ -145,19 +145,6 @@ def test_a_backlog_larger_than_one_read_comes_out_whole_and_in_order(need_bcc):
     assert (np.diff(ev["ts_ns"].astype(np.int64)) >= 0).all()
 
 
-def _bpf_prog_ids_of(pid: int) -> set[int]:
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            text = open(f"/proc/{pid}/fdinfo/{fd}").read()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("prog_id:"):
-                ids.add(int(line.split()[1]))
-    return ids
-
-
 def _loaded_prog_ids() -> set[int]:
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
     return {p["id"] for p in json.loads(out.stdout or "[]")}
@@ -168,10 +155,10 @@ def test_leaving_the_session_detaches_every_program(need_bcc):
     if subprocess.run(["which", "bpftool"], capture_output=True).returncode:
         pytest.skip("bpftool not installed (Debian bpftool); ./setup.sh installs it")
     with CaptureSession(CaptureOptions(mode="tracepoint", buffer_pages=64, calibrate_s=0.1)) as cap:
-        ours = _bpf_prog_ids_of(os.getpid())
+        ours = bpf_prog_ids(os.getpid())
         assert ours and ours <= _loaded_prog_ids()
         assert cap.meta["modes"]["switch"]["attach"] == "tracepoint:sched:sched_switch"
-    assert not _bpf_prog_ids_of(os.getpid()), "the process still holds program file descriptors"
+    assert not bpf_prog_ids(os.getpid()), "the process still holds program file descriptors"
     # The kernel frees detached programs after an RCU grace period (raw tracepoints take longest)
     deadline = time.monotonic() + 10
     while ours & _loaded_prog_ids() and time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import fputrace_cmd, run_fputrace
+from .conftest import bpf_prog_ids, fputrace_cmd, run_fputrace
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fputrace" / "data" / "demo.fpt"
@@ -185,16 +185,6 @@ def test_replay_is_served_parsed_and_stops_on_sigterm():
 
 # ------------------------------------------------------------------ live
 
-def _prog_ids_of(pid: int) -> set[int]:
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            text = open(f"/proc/{pid}/fdinfo/{fd}").read()
-        except OSError:
-            continue
-        ids.update(int(line.split()[1]) for line in text.splitlines() if line.startswith("prog_id:"))
-    return ids
-
 
 def _loaded_prog_ids() -> set[int]:
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
@@ -209,7 +199,7 @@ def test_live_scrape_finds_a_known_workloads_saves_and_sigterm_detaches(need_bcc
     n = 3000
     exp = Exporter("--mode", "tracepoint")
     try:
-        ours = _prog_ids_of(exp.proc.pid)
+        ours = bpf_prog_ids(exp.proc.pid)
         assert ours and ours <= _loaded_prog_ids(), "the exporter holds no BPF programs"
         exp.scrape()                                    # the names busy before the workload
         pingpong(tmp_path, n)

@@ -23,7 +23,7 @@ import pytest
 
 from fputrace.capture import progstats
 
-from .conftest import fputrace_cmd, run_fputrace
+from .conftest import bpf_prog_ids, fputrace_cmd, run_fputrace
 
 pytestmark = [pytest.mark.live]
 
@@ -89,17 +89,6 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 CHILD = "import os, sys\nsys.stdin.readline()\nfor _ in range(int(sys.argv[1])): os.getppid()\n"
 
 
-def _prog_ids_of(pid: int) -> set[int]:
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            text = open(f"/proc/{pid}/fdinfo/{fd}").read()
-        except OSError:
-            continue
-        ids.update(int(line.split()[1]) for line in text.splitlines() if line.startswith("prog_id:"))
-    return ids
-
-
 @pytest.mark.slow
 def test_skipped_probe_runs_reach_status_meta_and_report(need_bcc, tmp_path):
     import bcc
@@ -118,7 +107,7 @@ def test_skipped_probe_runs_reach_status_meta_and_report(need_bcc, tmp_path):
             time.sleep(0.2)
         tool = {p["id"]: p for p in json.loads(subprocess.run(["bpftool", "-j", "prog", "show"],
                                                               capture_output=True, text=True).stdout)}
-        exit_prog = [i for i in _prog_ids_of(rec.pid)
+        exit_prog = [i for i in bpf_prog_ids(rec.pid)
                      if tool.get(i, {}).get("name") == "tracepoint__sched__sched_process_exit"]
         assert len(exit_prog) == 1, "the recorder's sched_process_exit program"
         prog_fd = lib.bpf_prog_get_fd_by_id(exit_prog[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import fputrace_cmd
+from .conftest import bpf_prog_ids, fputrace_cmd
 
 pytestmark = [pytest.mark.tui, pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -52,20 +52,6 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
-
-
-def bpf_prog_ids(pid: int) -> set[int]:
-    """Ids of the BPF programs whose file descriptors process ``pid`` holds (from fdinfo)."""
-    ids = set()
-    fd_dir = Path(f"/proc/{pid}/fdinfo")
-    for entry in fd_dir.iterdir():
-        try:
-            m = re.search(r"^prog_id:\s*(\d+)", entry.read_text(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
 
 
 def prog_exists(prog_id: int) -> bool:
