@@ -14,6 +14,7 @@ import threading
 import time
 
 from ..errors import CaptureError, LoadError, UsageError
+from ..heap import bound_heap, trim_heap
 from . import progstats
 from .command import start_command, stop_command
 from .options import CaptureOptions
@@ -88,28 +89,6 @@ class _WriterThread:
             raise self.error
 
 
-def _bounded_heap() -> None:
-    """glibc malloc, tuned for a long-running stream of big short-lived buffers (ring reads,
-    reorder and file batches): those above 256 KiB are mmapped and go back to the OS when freed
-    (the dynamic threshold would otherwise move them onto the heap), and two arenas, not one per
-    thread, hold what is left. ``trim_heap`` returns the free tail regularly."""
-    import ctypes.util
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-    libc.mallopt(M_MMAP_THRESHOLD, 256 << 10)
-    libc.mallopt(M_ARENA_MAX, 2)
-    global _malloc_trim
-    _malloc_trim = libc.malloc_trim
-
-
-_malloc_trim = None
-
-
-def trim_heap() -> None:
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
 def _check_output(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(parent):
@@ -153,7 +132,7 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
             quiet: bool, verbose: bool, costed: bool) -> int:
     """``costed``: run-time statistics are on (--stats, or the sysctl, which says nothing about
     the BPF_ENABLE_STATS fd --stats holds)."""
-    _bounded_heap()
+    bound_heap()
     import pyarrow
     # the system allocator gives freed batches back to the OS; Arrow's default pool keeps them
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())

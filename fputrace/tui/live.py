@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..capture.recorder import trim_heap
+from ..heap import bound_heap, trim_heap
 from ..errors import CaptureError
 from ..events import EVENT_DTYPE, TASK_KTHREAD, Kind, comm_to_args
 from .messages import SourceFailed, SourceNotice, SourceStatus
@@ -85,8 +85,7 @@ def open_live_producer(mode: str = "auto", **options) -> SessionProducer:
     except ImportError as err:
         raise CaptureError(f"live capture is not available in this installation ({err})") from None
     # the recorder's heap: big short-lived buffers go back to the OS (trimmed after pictures)
-    from ..capture.recorder import _bounded_heap
-    _bounded_heap()
+    bound_heap()
     # rings deeper than the recorder's: a busy screen's threads make the capture thread wait for
     # the CPU longer than a recorder's (seconds at load 8 on two CPUs)
     options.setdefault("buffer_pages", LIVE_RING_PAGES_PER_CPU * (os.cpu_count() or 1))

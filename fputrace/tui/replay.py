@@ -25,7 +25,7 @@ import numpy as np
 
 from ..events import EVENT_DTYPE, Kind
 from .messages import SourceNotice, SourceStatus
-from ..capture.recorder import _bounded_heap, trim_heap
+from ..heap import bound_heap, trim_heap
 from .sources import NS_PER_S, Source
 
 CHECKPOINT_EVENTS = 1 << 21      # a step back re-feeds at most this many events
@@ -454,7 +454,7 @@ def open_replay(path: str, *, from_activity: bool = False, **kw) -> ReplaySource
     """A replay source over a recording file (FileFormatError for anything unreadable).
     ``from_activity``: start a second before the first FPU event (skips a recorder's start-up)."""
     from ..recording import open_recording
-    _bounded_heap()                 # the recorder's heap: big short-lived buffers go back
+    bound_heap()                    # the recorder's heap: big short-lived buffers go back
     recording = open_recording(path, warn=False)
     source = ReplaySource(FileBatches(recording), recording.meta, **kw)
     if from_activity and kw.get("start_ns") is None:
