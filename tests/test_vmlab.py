@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 
 import pytest
 
@@ -51,9 +52,9 @@ def lab(request) -> dict:
         pytest.skip(missing)
     label = request.param
     if os.environ.get("FPUTRACE_VMLAB_REUSE") == "1" and labmod.load_result(label):
-        return labmod.load_result(label)
+        return _warn_panics(labmod.load_result(label))
     try:
-        return labmod.run_lab(label, log=lambda m: print(m, flush=True))
+        return _warn_panics(labmod.run_lab(label, log=lambda m: print(m, flush=True)))
     except kernels.FetchError as err:
         unreachable = kernels.registry_unreachable()
         if unreachable:
@@ -62,6 +63,19 @@ def lab(request) -> dict:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+class GuestPanicWarning(UserWarning):
+    """A lab guest panicked and was booted once more (lab.run_lab); shown in pytest's summary."""
+
+
+def _warn_panics(lab: dict) -> dict:
+    for p in lab["kernel"].get("panics") or []:
+        warnings.warn(GuestPanicWarning(
+            f"{lab['kernel']['release']}: the first boot panicked after {p['after_s']} s and the lab booted "
+            f"once more: {p.get('bug')} at {p.get('rip')} in {p.get('task')}; "
+            f"trace {' < '.join(p.get('frames') or [])}; console {p['run_dir']}/console.log"))
+    return lab
+
+
 def _guest_ok(lab: dict) -> None:
     k = lab["kernel"]
     assert lab.get("guest"), (f"{k['release']}: the guest lab produced no lab.json ({k['reason'] or 'rc=' + str(k['returncode'])})"

@@ -38,6 +38,10 @@ def test_guest_panic_is_a_result(kernel):
                    timeout_s=300, images=[])
     assert res.returncode is None and res.panicked and not res.timed_out, res.console[-500:]
     assert "panic" in res.reason
+    oops = res.oops()        # what run_lab keeps of a panic before it boots once more
+    assert oops["panic"] == "Kernel panic - not syncing: sysrq triggered crash", oops
+    assert any(f.startswith("sysrq_handle_crash") for f in oops["frames"]), oops
+    assert "Comm: bash" in oops["task"], oops
     assert res.wall_s < 250        # ended by panic=-1 + -no-reboot, not by the timeout
 
 

@@ -59,6 +59,29 @@ class GuestResult:
         tail = " | ".join(self.console.strip().splitlines()[-5:])
         return f"guest ended without an exit status (qemu rc={self.qemu_returncode}): {tail}"
 
+    def oops(self) -> dict:
+        """The first oops on the console, in a few lines: what faulted, in which task, and the
+        reliable frames of its call trace (the '?' ones are stale stack words)."""
+        return oops_summary(self.console)
+
+
+def oops_summary(console: str) -> dict:
+    lines = [ln.split("] ", 1)[-1].strip() for ln in console.splitlines()]
+    first = next((i for i, ln in enumerate(lines) if ln.startswith(("BUG:", "Oops:", "Kernel panic", "general protection"))), None)
+    if first is None:
+        return {}
+    block = lines[first:first + 80]
+    pick = lambda prefix: next((ln for ln in block if ln.startswith(prefix)), "")
+    frames = []
+    if "Call Trace:" in block:
+        for ln in block[block.index("Call Trace:") + 1:]:
+            if ln.startswith("</TASK>") or ln.startswith("RIP: 0033"):
+                break
+            if ln and not ln.startswith(("?", "<")):
+                frames.append(ln)
+    return {"bug": block[0], "task": pick("CPU:"), "rip": pick("RIP:"), "frames": frames[:8],
+            "panic": next((ln for ln in lines if ln.startswith("Kernel panic")), "")}
+
 
 def choose_accel() -> str:
     """KVM only where a normal KVM module drives /dev/kvm. Here /dev/kvm is PVM (kvm_pvm), which
