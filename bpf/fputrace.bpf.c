@@ -73,6 +73,9 @@ struct cpu_state {
 	u32 fork_tid;      /* tid + 1 inside fpu_clone (probe modes): its save has cause FORK */
 	u32 switch_tgid;
 	u64 switch_ts;     /* time of the last sched_switch here: its switch-out save gets it too */
+	u32 pend_tid;      /* FPT_MERGE_SWITCH_SAVE: a SWITCH left for its regs_deactivated to emit */
+	u32 pend_next;
+	u64 pend_blocked;
 };
 BPF_PERCPU_ARRAY(cpu_states, struct cpu_state, 1);
 
@@ -131,14 +134,16 @@ static __always_inline int filtered_out(u32 tgid)
 	return 0;
 }
 
-static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 tid, u32 tgid,
-				    u64 a0, u64 a1)
+/* One record of `n` events (2 for FPT_SWITCH_SAVE, which user space splits: abi.py); the
+ * counters count events, so delivered + lost = emitted holds per CPU whatever the record. */
+static __always_inline void emit_rec(void *ctx, u64 ts, u8 kind, u8 flags, u32 tid, u32 tgid,
+				     u64 a0, u64 a1, u32 pad, u32 n)
 {
 	u32 cpu = bpf_get_smp_processor_id();
 #if defined(FPT_RINGBUF_PERCPU)
 	void *ring = events.lookup(&cpu);
 	if (!ring) {             /* before user space put the rings in: not yet capturing */
-		ctr_add(FPT_CTR_NO_RING, 1);
+		ctr_add(FPT_CTR_NO_RING, n);
 		return;
 	}
 #endif
@@ -146,17 +151,17 @@ static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 ti
 	u64 *nr = counters.lookup(&key);
 	u64 seq = 0;
 	if (nr)
-		seq = ++*nr;
+		seq = *nr += n;
 #if defined(FPT_RINGBUF_PERCPU)
 	struct fpt_event *e = bpf_ringbuf_reserve(ring, sizeof(struct fpt_event), 0);
 	if (!e) {
-		ctr_add(FPT_CTR_LOST, 1);
+		ctr_add(FPT_CTR_LOST, n);
 		return;
 	}
 #elif defined(FPT_RINGBUF)
 	struct fpt_event *e = events.ringbuf_reserve(sizeof(struct fpt_event));
 	if (!e) {
-		ctr_add(FPT_CTR_LOST, 1);
+		ctr_add(FPT_CTR_LOST, n);
 		return;
 	}
 #else
@@ -171,15 +176,22 @@ static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 ti
 	e->cpu = cpu;
 	e->kind = kind;
 	e->flags = flags;
-	e->_pad = 0;
+	e->_pad = pad;
 #ifdef FPT_RINGBUF
-	/* Wake the consumer only every FPT_WAKEUP_EVERY records (a wakeup is an irq_work and a
-	 * context switch); it also polls with a timeout, so nothing waits longer than that. */
-	bpf_ringbuf_submit(e, (seq & (FPT_WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
+	/* Wake the consumer only when the count passes a multiple of FPT_WAKEUP_EVERY events (a
+	 * wakeup is an irq_work and a context switch); it also polls with a timeout, so nothing
+	 * waits longer than that. */
+	bpf_ringbuf_submit(e, ((seq ^ (seq - n)) & ~(u64)(FPT_WAKEUP_EVERY - 1)) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 #else
 	if (events.perf_submit(ctx, e, sizeof(*e)) < 0)
-		ctr_add(FPT_CTR_LOST, 1);
+		ctr_add(FPT_CTR_LOST, n);
 #endif
+}
+
+static __always_inline void emit_at(void *ctx, u64 ts, u8 kind, u8 flags, u32 tid, u32 tgid,
+				    u64 a0, u64 a1)
+{
+	emit_rec(ctx, ts, kind, flags, tid, tgid, a0, a1, 0, 1);
 }
 
 static __always_inline void emit(void *ctx, u8 kind, u8 flags, u64 a0, u64 a1)
@@ -192,6 +204,24 @@ static __always_inline struct cpu_state *cpu_state(void)
 {
 	u32 zero = 0;
 	return cpu_states.lookup(&zero);
+}
+
+static __always_inline u64 tif_mask(void)
+{
+	u32 key = FPT_CFG_TIF_MASK;
+	u64 *mask = config.lookup(&key);
+	return mask ? *mask : 0;
+}
+
+/* A SWITCH left for regs_deactivated whose save did not come (the prediction below was wrong):
+ * emitted at the next switch or restore on this CPU, with its own time, and counted. */
+static __always_inline void flush_switch(void *ctx, struct cpu_state *cs)
+{
+	if (!cs->pend_tid)
+		return;
+	emit_at(ctx, cs->switch_ts, FPT_SWITCH, 0, cs->pend_tid, cs->switch_tgid, cs->pend_next, cs->pend_blocked);
+	ctr_add(FPT_CTR_SWITCH_UNSAVED, 1);
+	cs->pend_tid = 0;
 }
 
 static __always_inline void calib_sample(u32 and_slot, u32 n_slot, u64 flags, int is_or)
@@ -230,15 +260,6 @@ static __always_inline struct sys_state *sys_slot(void)
 {
 	u32 zero = 0;
 	return sys_states.lookup(&zero);
-}
-
-static __always_inline u64 tif_mask(void)
-{
-	u32 key = FPT_CFG_TIF_BIT;
-	u64 *bit = config.lookup(&key);
-	if (!bit || *bit >= 64)
-		return 0;
-	return 1ULL << *bit;
 }
 
 static __always_inline void sys_mark(u32 tid, u32 what)
@@ -329,10 +350,11 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 #define FPT_TP_KEEP 1
 
 /* ---------------------------------------------------------------- scheduler ---------------- */
-static __always_inline void on_switch(void *ctx, u32 prev, u32 tgid, u32 next, u64 blocked)
+static __always_inline void on_switch(void *ctx, u32 prev, u32 tgid, u32 next, u64 blocked, int save_follows)
 {
 	struct cpu_state *cs = cpu_state();
 	if (cs) {
+		flush_switch(ctx, cs);
 		if (cs->restore_tid) {   /* a restore probe whose activated never came: emit it now */
 			emit_at(ctx, cs->restore_ts, FPT_XRSTOR, 0, cs->restore_tid, cs->restore_tgid,
 				0, cs->restore_cause);
@@ -351,6 +373,12 @@ static __always_inline void on_switch(void *ctx, u32 prev, u32 tgid, u32 next, u
 	if (cs) {                /* the switch-out save that follows is stamped with this switch */
 		cs->switch_ts = ts;
 		cs->switch_tgid = tgid;
+		if (save_follows) {  /* ... and emits this switch with it, in one record */
+			cs->pend_tid = prev;
+			cs->pend_next = next;
+			cs->pend_blocked = blocked;
+			return;
+		}
 	}
 	emit_at(ctx, ts, FPT_SWITCH, 0, prev, tgid, next, blocked);
 }
@@ -380,6 +408,28 @@ static __always_inline u64 report_state(u64 preempt, u32 state, void *prev)
 	return top;
 }
 
+#if defined(FPT_HOT_BTF) && defined(FPT_TP_DEACTIVATED) && defined(FPT_OFF_TASK_FLAGS)
+#define FPT_MERGE_SWITCH_SAVE
+#define PF_IO_WORKER    0x00000010
+#define PF_USER_WORKER  0x00004000
+#define PF_KTHREAD      0x00200000
+/* Will switch_fpu() save prev's registers right after this tracepoint (regs_deactivated, same
+ * switch, interrupts off)? It does exactly when TIF_NEED_FPU_LOAD is clear and prev is no kernel
+ * thread or user worker (6.x). Then that program emits this SWITCH and its save as one record:
+ * one ring reserve per switch less. A wrong guess costs nothing but order: flush_switch(). */
+static __always_inline int switch_save_follows(void *prev)
+{
+	u64 mask = tif_mask();
+	if (!mask || calibrating())        /* the TIF bit is not settled yet */
+		return 0;
+	u64 tflags = KREAD(u64, prev);     /* thread_info.flags: offset 0 of task_struct */
+	u32 pflags = KREAD(u32, prev + FPT_OFF_TASK_FLAGS);
+	return !(tflags & mask) && !(pflags & (PF_KTHREAD | PF_USER_WORKER | PF_IO_WORKER));
+}
+#else
+#define switch_save_follows(prev) 0
+#endif
+
 static __always_inline int hot_sched_switch(void *ctx, u64 *args)
 {
 	void *prev = (void *)args[1];
@@ -390,7 +440,8 @@ static __always_inline int hot_sched_switch(void *ctx, u64 *args)
 	u64 id = bpf_get_current_pid_tgid();        /* prev is current: one helper, not two reads */
 	u32 pid = (u32)id, tgid = id >> 32;
 #endif
-	on_switch(ctx, pid, tgid, KREAD(u32, next + FPT_OFF_TASK_PID), report_state(args[0], (u32)args[3], prev));
+	on_switch(ctx, pid, tgid, KREAD(u32, next + FPT_OFF_TASK_PID), report_state(args[0], (u32)args[3], prev),
+		  switch_save_follows(prev));
 	return 0;
 }
 #endif
@@ -411,7 +462,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	long state = args->prev_state;
 	/* TASK_REPORT_MAX (0x100) marks a preempted task: runnable */
 	u64 blocked = (state & 0x100) ? 0 : (state & 0xff);
-	on_switch(args, args->prev_pid, bpf_get_current_pid_tgid() >> 32, (u32)args->next_pid, blocked);
+	on_switch(args, args->prev_pid, bpf_get_current_pid_tgid() >> 32, (u32)args->next_pid, blocked, 0);
 	return FPT_TP_KEEP;
 }
 #endif
@@ -509,6 +560,12 @@ static __always_inline void on_deactivated(void *ctx, u64 xfeatures)
 	cs->switch_prev = 0;
 	if (calibrating())
 		calib_sample(FPT_CAL_AND_DEACT, FPT_CAL_N_DEACT, task_flags(), 0);
+	if (cs->pend_tid == tid) {   /* its sched_switch left the SWITCH to us: both in one record */
+		cs->pend_tid = 0;
+		emit_rec(ctx, cs->switch_ts, FPT_SWITCH_SAVE, 0, tid, id >> 32, xfeatures, cs->pend_blocked,
+			 cs->pend_next, 2);
+		return;
+	}
 	if (!filtered_out(id >> 32))
 		emit_at(ctx, cs->switch_ts, FPT_XSAVE, 0, tid, id >> 32, xfeatures, FPT_XS_SWITCH);
 }
@@ -521,6 +578,8 @@ static __always_inline void on_activated(void *ctx, u64 xfeatures)
 		calib_sample(FPT_CAL_AND_ACT, FPT_CAL_N_ACT, task_flags(), 0);
 	u32 cause = FPT_XR_UNKNOWN;
 	struct cpu_state *cs = cpu_state();
+	if (cs)
+		flush_switch(ctx, cs);
 #if defined(FPT_XRSTOR_FENTRY) || defined(FPT_XRSTOR_KPROBE)
 	/* The restore probe fired just before: emit it here, once, with xfeatures. */
 	u64 ts;

@@ -34,6 +34,10 @@ struct fpt_event {
 #define FPT_LOST        11   /* made by user space from FPT_CTR_LOST */
 #define FPT_COMM        12
 #define FPT_TASK        13
+/* capture-internal, never in a recording: a SWITCH and its switch-out XSAVE in one record
+ * (ts, tid, tgid of both; a0 = xfeatures, a1 = prev state, _pad = next tid); user space splits
+ * it back into the two events (fputrace/capture/abi.py split_switch_saves) */
+#define FPT_SWITCH_SAVE 14
 
 /* XSAVE causes (fputrace.events.XsaveCause) */
 #define FPT_XS_UNKNOWN   0
@@ -67,10 +71,11 @@ struct fpt_event {
 #define FPT_CTR_INFERRED_KFPU   4  /* syscalls with an inferred kernel FPU save */
 #define FPT_CTR_RESTORE_UNPAIRED 5 /* restore probe not followed by regs_activated */
 #define FPT_CTR_NO_RING         6  /* per-CPU rings: events before user space installed them */
+#define FPT_CTR_SWITCH_UNSAVED  7  /* a switch-out save was predicted and did not come (emitted late) */
 #define FPT_CTR_MAX             8
 
 /* config array slots (written by user space after the TIF calibration) */
-#define FPT_CFG_TIF_BIT   0   /* TIF_NEED_FPU_LOAD bit number; >= 64 = unknown (inference off) */
+#define FPT_CFG_TIF_MASK  0   /* 1 << TIF_NEED_FPU_LOAD; 0 = unknown (inference off), as before user space sets it */
 #define FPT_CFG_CALIBRATING 1 /* 1 while user space calibrates the TIF bit: sample task flags */
 #define FPT_CFG_MAX       2
 

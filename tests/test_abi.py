@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from fputrace import events
@@ -27,6 +28,30 @@ def test_kinds_match_events_py():
     d = _defines()
     for kind in events.Kind:
         assert d[f"FPT_{kind.name}"] == kind.value, kind
+    # the capture-internal merged record is no event kind, and collides with none
+    assert d["FPT_SWITCH_SAVE"] == abi.KIND_SWITCH_SAVE not in set(events.Kind)
+
+
+def test_a_merged_switch_save_record_splits_into_its_switch_then_its_save():
+    rec = np.zeros(4, events.EVENT_DTYPE)
+    rec["ts_ns"] = [10, 20, 20, 30]
+    rec["kind"] = [events.Kind.XRSTOR, abi.KIND_SWITCH_SAVE, events.Kind.XRSTOR, abi.KIND_SWITCH_SAVE]
+    rec["tid"], rec["tgid"], rec["cpu"] = [1, 2, 3, 4], [1, 2, 3, 4], [0, 1, 1, 0]
+    rec["a0"] = [0x7, 0x207, 0x3, 0x3]          # xfeatures
+    rec["a1"] = [1, 0, 1, 0x2]                   # prev state in the merged ones
+    rec["_pad"] = [0, 77, 0, 88]                 # next tid in the merged ones
+    out = abi.split_switch_saves(rec)
+    kinds = [int(k) for k in out["kind"]]
+    S, X, R = events.Kind.SWITCH, events.Kind.XSAVE, events.Kind.XRSTOR
+    assert kinds == [R, S, X, R, S, X]
+    assert list(out["tid"]) == [1, 2, 2, 3, 4, 4] and list(out["ts_ns"]) == [10, 20, 20, 20, 30, 30]
+    assert list(out["cpu"]) == [0, 1, 1, 1, 0, 0]
+    assert (out["a0"][1], out["a1"][1]) == (77, 0) and (out["a0"][4], out["a1"][4]) == (88, 2)
+    assert (out["a0"][2], out["a1"][2]) == (0x207, events.XsaveCause.SWITCH)
+    assert (out["a0"][5], out["a1"][5]) == (0x3, events.XsaveCause.SWITCH)
+    assert not out["_pad"].any()
+    plain = rec[[0, 2]]
+    assert abi.split_switch_saves(plain) is plain
 
 
 def test_causes_flags_and_task_bits_match():
@@ -41,9 +66,9 @@ def test_causes_flags_and_task_bits_match():
 
 def test_counter_config_and_calibration_ids_match():
     d = _defines()
-    for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "NO_RING", "MAX"):
+    for name in ("EVENTS", "LOST", "DEACT_NOT_SAVE", "CALLER_UNKNOWN", "INFERRED_KFPU", "RESTORE_UNPAIRED", "NO_RING", "SWITCH_UNSAVED", "MAX"):
         assert d[f"FPT_CTR_{name}"] == getattr(abi, f"CTR_{name}"), name
-    assert d["FPT_CFG_TIF_BIT"] == abi.CFG_TIF_BIT and d["FPT_CFG_MAX"] == abi.CFG_MAX
+    assert d["FPT_CFG_TIF_MASK"] == abi.CFG_TIF_MASK and d["FPT_CFG_MAX"] == abi.CFG_MAX
     assert d["FPT_CFG_CALIBRATING"] == abi.CFG_CALIBRATING
     for name in ("AND_DEACT", "N_DEACT", "AND_ACT", "N_ACT", "OR_ENTER", "N_ENTER", "MAX", "SAMPLES"):
         assert d[f"FPT_CAL_{name}"] == getattr(abi, f"CAL_{name}"), name

@@ -206,6 +206,52 @@ def test_inferred_events_are_flagged_and_come_in_triples(need_bcc):
     assert (inf["a1"].reshape(-1, 3)[:, 1] == XsaveCause.KFPU).all()
 
 
+def test_a_switch_and_its_save_sent_as_one_record_arrive_as_the_two_events(need_bcc, tmp_path):
+    """tp_btf: a sched_switch whose switch-out save follows leaves its SWITCH to regs_deactivated,
+    which sends both in one record. Every switch-out save must still come right after its own
+    SWITCH (same CPU, task and time), and the guess in sched_switch must never have missed here
+    (``switch_unsaved``: a predicted save that did not come)."""
+    from fputrace.capture import CaptureOptions, CaptureSession, abi
+    script = tmp_path / "pingpong.py"
+    script.write_text(PINGPONG)
+    stop = threading.Event()
+    merged = []
+    real_split = abi.split_switch_saves
+
+    def split(batch):
+        merged.append(int(np.count_nonzero(batch["kind"] == abi.KIND_SWITCH_SAVE)))
+        return real_split(batch)
+    abi.split_switch_saves = split
+    try:
+        with CaptureSession(CaptureOptions(mode="tracepoint", calibrate_s=0.2)) as cap:
+            if cap.meta["tracepoint_programs"]["kind"] != "tp_btf":
+                pytest.skip(f"no tp_btf programs here: {cap.meta['tracepoint_programs']['reason']}")
+            proc = subprocess.Popen([sys.executable, str(script), "1000", str(_pinned_cpu())], stdout=subprocess.PIPE,
+                                    text=True)
+            parts = []
+            for b in cap.batches(stop):
+                parts.append(b)
+                if proc.poll() is not None:
+                    stop.set()
+            counters = cap.bpf_counters()
+    finally:
+        abi.split_switch_saves = real_split
+    pids = [int(x) for x in proc.stdout.read().split()]
+    ev = np.concatenate(parts)
+    assert counters["switch_unsaved"] == 0
+    assert not (ev["kind"] == abi.KIND_SWITCH_SAVE).any()
+    assert sum(merged) >= 2000
+    for cpu in np.unique(ev["cpu"]):
+        mine = ev[ev["cpu"] == cpu]
+        at = np.flatnonzero((mine["kind"] == Kind.XSAVE) & (mine["a1"] == XsaveCause.SWITCH))
+        at = at[at > 0]
+        before = mine[at - 1]
+        assert (before["kind"] == Kind.SWITCH).all(), cpu
+        assert (before["tid"] == mine["tid"][at]).all() and (before["ts_ns"] == mine["ts_ns"][at]).all(), cpu
+    saves = ev[(ev["kind"] == Kind.XSAVE) & (ev["a1"] == XsaveCause.SWITCH) & np.isin(ev["tid"], pids)]
+    assert len(saves) >= 2 * 1000
+
+
 def test_perf_buffer_fallback_delivers_and_accounts(need_bcc):
     """The transport of kernels < 5.8, forced here: same events, same exact loss accounting."""
     from fputrace.capture import CaptureOptions, CaptureSession

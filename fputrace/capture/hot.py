@@ -45,6 +45,7 @@ def offsets(feat: Features) -> tuple[dict[str, int], str]:
         return {}, "sched_switch has no prev_state argument before 5.18"
     off = {"FPT_OFF_TASK_PID": btf.offset("task_struct", "pid"),
            "FPT_OFF_TASK_TGID": btf.offset("task_struct", "tgid"),
+           "FPT_OFF_TASK_FLAGS": btf.offset("task_struct", "flags"),
            "FPT_OFF_TASK_EXIT_STATE": btf.offset("task_struct", "exit_state")}
     if btf.member_type("fpu", "fpstate") == "ptr:fpstate":              # 5.16+
         off["FPT_OFF_FPU_FPSTATE"] = btf.offset("fpu", "fpstate")

@@ -166,7 +166,7 @@ class CaptureSession:
         return self
 
     def _set_tif_bit(self, bit: int | None) -> None:
-        self._set_config(abi.CFG_TIF_BIT, abi.TIF_UNKNOWN if bit is None else bit)
+        self._set_config(abi.CFG_TIF_MASK, 0 if bit is None else 1 << bit)
 
     def _set_config(self, slot: int, value: int) -> None:
         self._loaded.bpf[b"config"][ctypes.c_int(slot)] = ctypes.c_uint64(value)
@@ -217,6 +217,7 @@ class CaptureSession:
 
     def _ingest(self, got: np.ndarray) -> None:
         if len(got):
+            got = abi.split_switch_saves(got)
             if self.first_event_s is None:
                 self.first_event_s = time.monotonic() - self._t0
             self._events += len(got)
