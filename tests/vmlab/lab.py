@@ -43,7 +43,7 @@ SIZES = {"sha256": (50, 65536), "sha256_small": (200, 4096), "gcm": (50, 65536),
          "subsystems": "dmcrypt=4,wireguard=1,raid6=4,btrfs=4"}
 GUEST_TIMEOUT_S = 1500
 FACTS = tuple(analysis.FACT_KIND)
-MEASURE_MODE = "fentry"      # the recorder of the measuring pass (guest/lab.py)
+MEASURE_MODE = "fentry"      # the mode of RESULTS.md's every-process table (the measuring pass: guest/lab.py)
 
 
 def guest_command(run_dir: Path, modes=MODES, sizes=SIZES) -> str:
@@ -119,7 +119,7 @@ def analyse(run_dir: Path, guest: dict) -> dict:
             modes[mode] = {"error": f"no recording ({status.get('error') or 'recorder failed'})"}
             continue
         measure = {w["name"].removeprefix("measure-"): (w["lo_ns"], w["hi_ns"]) for w in guest.get("measure") or []
-                   if w.get("returncode") == 0} if mode == MEASURE_MODE else None
+                   if w.get("returncode") == 0} if mode == guest.get("measure_mode", "fentry") else None
         modes[mode] = analysis.analyse_recording(path, bounds, measure=measure)
         for k in bounds:
             rows.extend(compare_rows(mode, k, modes[mode], bt.get(k, {})))

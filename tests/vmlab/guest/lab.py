@@ -10,8 +10,8 @@
    the timestamps bpftrace printed for the markers. Nothing outside the windows is compared (the
    recorders' start, the set-up and tear-down of the subsystems);
 4. BPF program statistics (run counts, recursion misses) are saved, every recorder but the
-   fentry one gets SIGINT (a clean stop), then bpftrace;
-5. the measuring pass: the workloads once more, with the fentry recorder alone (the figures of
+   measuring one gets SIGINT (a clean stop), then bpftrace;
+5. the measuring pass: the workloads once more, with the auto (else fentry) recorder alone (the figures of
    docs/CASES.md), then it stops too. Results go to OUT/lab.json, recordings to OUT/<mode>.fpt.
 
 Usage: python3 lab.py OUT_DIR FPUTRACE_BIN [--modes fentry,kprobe,auto,tracepoint]
@@ -42,7 +42,9 @@ PROBE_SYMBOLS = bpftrace_prog.FUNCS + ("switch_fpu_prepare", "switch_fpu_finish"
 READY_TIMEOUT_S = 900
 STOP_TIMEOUT_S = 300
 SETTLE_S = 0.5
-MEASURE_MODE = "fentry"       # the recorder that stays for the measuring pass
+# the recorder that stays for the measuring pass: auto where it runs (on a preemptible kernel it
+# takes kprobes for the kernel FPU begin/end, which fentry misses when preempted inside), else fentry
+MEASURE_MODES = ("auto", "fentry")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -356,7 +358,8 @@ def main() -> int:
     (out / "bpftool-prog.json").write_text(json.dumps(bpf_programs()))
     result["kprobe_misses"] = kprobe_misses(result["kprobe_counters"])
     result["skips"]["done"] = skip_evidence(result["kprobe_counters"])
-    keep = MEASURE_MODE if MEASURE_MODE in recorders else None
+    keep = next((m for m in MEASURE_MODES if m in recorders), None)
+    result["measure_mode"] = keep
     stop_recorders({m: r for m, r in recorders.items() if m != keep}, result)
     stop_bpftrace(bt, out / "bpftrace.out", result)
     save()
