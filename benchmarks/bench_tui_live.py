@@ -48,9 +48,13 @@ def load_average() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def storm_cpu() -> int:
+    return sorted(os.sched_getaffinity(0))[-1]
+
+
 def storm(loops: int) -> float:
     """`taskset -c 1 perf bench sched pipe -l LOOPS`: seconds it took."""
-    cpu = sorted(os.sched_getaffinity(0))[-1]
+    cpu = storm_cpu()
     out = subprocess.run(["taskset", "-c", str(cpu), "perf", "bench", "sched", "pipe", "-l",
                           str(loops)], capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Total time:\s*([\d.]+)", out).group(1))
@@ -85,6 +89,25 @@ class PeakRss:
         return max(self.peak_kb, vm_kb(self.pid, "VmHWM"))
 
 
+class CpuHogs:
+    """``n`` busy loops pinned to the CPUs the storm leaves (a competing CPU-bound job: the
+    dashboard then shares its CPU with one), stopped on exit."""
+
+    def __init__(self, n: int) -> None:
+        others = sorted(set(os.sched_getaffinity(0)) - {storm_cpu()}) or [storm_cpu()]
+        self.procs = [subprocess.Popen(["taskset", "-c", str(others[i % len(others)]),
+                                        sys.executable, "-c", "while True: pass"])
+                      for i in range(n)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
 class Tmux:
     def __init__(self, command: str, cols: int = 160, rows: int = 48) -> None:
         self.name = f"fputrace-bench-{os.getpid()}"
@@ -114,10 +137,13 @@ def events_on_screen(text: str) -> float:
     return float(m.group(1)) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}[m.group(2)] if m else 0.0
 
 
-def dashboard_under_storm(loops: int, tmp: Path) -> dict:
+def dashboard_under_storm(loops: int, tmp: Path, tree: str | None = None) -> dict:
+    """``tree``: run the dashboard from this source tree (an older version, for before/after)."""
     stats_path = tmp / "stats.json"
+    command = f"{FPUTRACE} tui" if tree is None else \
+        f"env PYTHONPATH={tree} {sys.executable} -m fputrace tui"
     # (Textual draws on stderr: it stays the terminal)
-    term = Tmux(f"cd {tmp} && env -u COLUMNS -u LINES {FPUTRACE} tui --stats-json {stats_path}")
+    term = Tmux(f"cd {tmp} && env -u COLUMNS -u LINES {command} --stats-json {stats_path}")
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -182,9 +208,11 @@ def bench_storm(args) -> list[str]:
     lines = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        hogs = CpuHogs(args.hog)
         load0 = load_average()
-        untraced = storm(args.loops)
-        dash = dashboard_under_storm(args.loops, tmp)
+        with hogs:
+            untraced = storm(args.loops)
+            dash = dashboard_under_storm(args.loops, tmp, args.tree)
         offered = dash["bpf_counters"].get("bpf_events", 0)
         lost_bpf = dash["bpf_counters"].get("bpf_lost", 0)
         lines.append(
@@ -193,12 +221,14 @@ def bench_storm(args) -> list[str]:
             f"lost {lost_bpf:,} in the kernel ring; the dashboard captured {dash['captured_events']:,},"
             f" fed the model {dash['fed_events']:,}, screen shows lost {dash['lost_events']:,}; "
             f"{dash['pictures_drawn']} pictures; CPU time: capture {dash['capture_cpu_s']:.1f} s, "
-            f"model feed {dash['feed_cpu_s']:.1f} s, snapshots {dash['snapshot_s']:.1f} s, drawing "
+            f"model feed {dash['feed_cpu_s']:.1f} s (wall {dash.get('feed_wall_s', 0):.1f} s), snapshots {dash['snapshot_s']:.1f} s, drawing "
             f"{dash['draw_s']:.1f} s; queue peak {dash['queue_peak_events']:,}/"
             f"{dash['queue_bound_events']:,} events, capture waited {dash['capture_wait_s']:.1f} s, "
             f"its longest round {dash.get('capture_max_gap_s', 0):.2f} s; "
             f"RSS idle {dash['rss_idle_kb'] // 1024} MB, peak {dash['rss_peak_kb'] // 1024} MB "
-            f"(load average {load0} at start)")
+            f"(load average {load0} at start, {load_average()} at the end)"
+            + (f"; {args.hog} CPU hog(s) beside it" if args.hog else "")
+            + (f"; code from {args.tree}" if args.tree else ""))
         print(lines[-1], flush=True)
         print("   last header:\n" + dash["header"], flush=True)
         if args.dashboard_only:
@@ -313,6 +343,10 @@ def main(argv=None) -> int:
     s = sub.add_parser("storm", help="the real dashboard under perf bench sched pipe (root)")
     s.add_argument("--loops", type=int, default=6_000_000)
     s.add_argument("--keep", metavar="FILE", help="keep the storm recording made by fputrace record")
+    s.add_argument("--hog", type=int, default=0, metavar="N",
+                   help="N busy loops on the CPUs the storm leaves, while the dashboard runs")
+    s.add_argument("--tree", metavar="DIR",
+                   help="run the dashboard from this source tree (e.g. an older commit's)")
     s.add_argument("--dashboard-only", action="store_true",
                    help="only the dashboard's run (no record/bpftrace/perf runs for comparison)")
     p = sub.add_parser("paced", help="synthetic producer at a fixed rate (no root)")

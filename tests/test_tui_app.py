@@ -69,8 +69,7 @@ def screen_text(app) -> str:
 
 def table_tids(app) -> list[int]:
     table = app.screen.query_one(TasksTable)
-    return [int(table.coordinate_to_cell_key((r, 0)).row_key.value.split("#")[0])
-            for r in range(table.row_count)]
+    return [int(table.get_cell_at((r, 0)).plain) for r in range(table.row_count)]   # PID shown
 
 
 def demo_events():

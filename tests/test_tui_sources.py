@@ -285,3 +285,39 @@ def test_a_filling_kernel_ring_holds_pictures_back():
     producer.fill = 0.01
     assert not src.behind
     assert src.captured_events == src.fed_events
+
+
+class NiceProducer(PacedProducer):
+    """Notes the nice value of the thread that polls it (the capture thread)."""
+    poll_nice = None
+
+    def poll(self, timeout_s):
+        import os
+        self.poll_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return super().poll(timeout_s)
+
+
+def test_the_capture_and_model_threads_run_ahead_of_the_ui():
+    """As root (the live dashboard always is) the consumers get CONSUMER_NICE, the thread that
+    started the source (the UI) keeps its own, and the GIL hand-over is short while it runs."""
+    import os
+    import sys
+    from fputrace.tui import live
+    if os.geteuid() != 0:
+        pytest.skip("a negative nice needs root (the live dashboard runs as root)")
+    seen = {}
+
+    class NiceModel(HandModel):
+        def feed(self, batch):
+            seen["model_nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            seen["switch_interval"] = sys.getswitchinterval()
+            super().feed(batch)
+    before = sys.getswitchinterval()
+    ui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    producer = NiceProducer(rate=100_000, seconds=0.5)
+    src = LiveSource(producer, model_factory=NiceModel)
+    run_source(src, lambda m: producer.finished and src.fed_events == producer.sent)
+    assert producer.poll_nice == live.CONSUMER_NICE == src.consumer_nice < 0
+    assert seen == {"model_nice": live.CONSUMER_NICE, "switch_interval": live.SWITCH_INTERVAL_S}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ui_nice
+    assert sys.getswitchinterval() == before             # given back when the source stops

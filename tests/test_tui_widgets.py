@@ -171,3 +171,54 @@ def test_components_sort_lists_amx_and_avx512_first_as_report_does():
         assert cells[-1] == fmt.count(want["bytes_per_xsave"])
     assert {r.tid: r.bytes_per_xsave for r in shown.itertuples()} == \
         {100: 10696, 150: 9088, 200: 2432, 300: 832, 400: 576}
+
+
+def test_tasks_table_refreshes_in_place_and_the_cursor_follows_its_task():
+    """A refresh rewrites the cells that changed (rows keyed by position), adds and removes rows
+    at the end, and keeps the cursor on the task it was on, wherever that task moved."""
+    import asyncio
+    from textual.app import App
+    from fputrace.tui.widgets.tasks import TasksTable
+
+    class One(App):
+        def compose(self):
+            yield TasksTable()
+
+    def shown(table):
+        return [[table.get_cell_at((r, c)).plain for c in (0, 1, 3)] for r in range(table.row_count)]
+
+    async def run():
+        tasks = hand_made_snapshot().tasks                       # by xrstor: 101, 202, 7
+        app = One()
+        async with app.run_test(size=(120, 20)) as pilot:
+            table = app.query_one(TasksTable)
+            table.show(tasks)
+            await pilot.pause()
+            assert [row[0] for row in shown(table)] == ["101", "202", "7"]
+            table.move_cursor(row=2)                             # on task 7
+            assert table.selected_tid == 7
+            rewritten, added = [], []
+            update_cell, add_row = table.update_cell, table.add_row
+            table.update_cell = lambda *a, **k: (rewritten.append(a[:2]), update_cell(*a, **k))
+            table.add_row = lambda *a, **k: (added.append(k.get("key")), add_row(*a, **k))
+            # 7 restores most now, 202 has exited and gone, a new task 303 appears
+            later = tasks[tasks["tid"] != 202].copy()
+            later.loc[later["tid"] == 7, "xrstor"] = 10 ** 7
+            new = later[later["tid"] == 101].assign(tid=303, tgid=303, comm="new", xrstor=1)
+            table.show(pd.concat([later, new], ignore_index=True))
+            await pilot.pause()
+            rows = shown(table)
+            assert [row[0] for row in rows] == ["7", "101", "303"]
+            assert rows[0] == ["7", "[kworker/0:1]", fmt.count(10 ** 7)]
+            assert rows[2][1] == "new"
+            assert table.selected_tid == 7 and table.cursor_row == 0
+            assert added == [] and ("0", "xrstor") in rewritten     # three rows before and after
+            # unchanged cells are left alone: nothing is rewritten when nothing changed
+            rewritten.clear()
+            table.show(table._last)
+            await pilot.pause()
+            assert rewritten == [] and added == [] and shown(table) == rows
+            table.show(tasks.iloc[:0])                           # no tasks: no rows
+            await pilot.pause()
+            assert table.row_count == 0 and table.selected_tid is None
+    asyncio.run(run())

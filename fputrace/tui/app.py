@@ -198,8 +198,8 @@ class FputraceApp(App):
             self.push_screen(HelpScreen(self.source.live))
 
     def on_data_table_row_selected(self, event) -> None:
-        if isinstance(event.data_table, TasksTable) and event.row_key.value is not None:
-            self.open_task(int(event.row_key.value.split("#")[0]))
+        if isinstance(event.data_table, TasksTable):
+            self.open_task(event.data_table.tid_at(event.cursor_row))
 
     def open_task(self, tid: int) -> None:
         self.source.command("watch", tid)

@@ -10,6 +10,13 @@ model in-band as LOST events: the screen then says exactly how many were lost wh
 the numbers that cross the gap. Before it comes to that the dashboard refreshes less often
 (``sources.PicturePacer``): pictures wait while the queue holds a backlog.
 
+The consumers come first on the CPU: the capture and model threads run at CONSUMER_NICE (the
+dashboard runs as root; the UI thread keeps nice 0), so a CPU-bound job beside the dashboard
+takes its CPU from the drawing, not from the ring's reader; and the threads of this process
+hand the GIL over every SWITCH_INTERVAL_S (with Python's default, 5 ms, a consumer that gives
+the GIL up -- in a ring read, a numpy call, the engine -- may wait that long behind the drawing
+to get it back, many times a round).
+
 ``SessionProducer`` puts a ``CaptureSession`` behind the face ``LiveSource`` reads from its capture
 thread (``meta``, ``poll(timeout_s) -> [batches]``, ``close()``). The session is entered (BPF
 compiled and attached) before the dashboard starts, so anything that makes live capture
@@ -37,6 +44,8 @@ QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring 
 BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
 LIVE_RING_PAGES_PER_CPU = 8192   # 32 MiB per CPU's ring: ~700k events, >1 s of a storm's CPU
 RING_BEHIND = 0.125          # so does a kernel ring this full: its reader is starved of CPU
+CONSUMER_NICE = -10          # capture and model threads: ahead of nice-0 jobs (weight 9548 vs 1024)
+SWITCH_INTERVAL_S = 0.0005   # GIL hand-over (sys.setswitchinterval) while the live source runs
 FEED_EVENTS = 1 << 18        # queued batches are fed together up to this many (a feed has a
                              # fixed cost: small batches at a low rate would pay it thousands of times)
 
@@ -158,6 +167,7 @@ class LiveSource(Source):
         self.capture_cpu_s = 0.0              # CPU time of the capture thread (polls, reorder)
         self.capture_max_gap_s = 0.0          # the longest one round of it took (a stall: loss)
         self.feed_cpu_s = 0.0                 # CPU time of the worker in model.feed
+        self.feed_wall_s = 0.0                # ... and its wall time (more: waiting for CPU/GIL)
         self.first_ts_ns = 0
         self._stop = threading.Event()
         self._writer_factory = writer_factory or _default_writer_factory
@@ -165,9 +175,11 @@ class LiveSource(Source):
         self._recording_path = ""
         self._recorded_events = 0
         self.capture_error: str = ""
+        self.consumer_nice: int | None = None     # the nice the capture thread got (None: kept 0)
 
     # capture thread: hands every batch on, waiting for room when the model is behind
     def _capture_loop(self) -> None:
+        self.consumer_nice = raise_priority(CONSUMER_NICE)
         try:
             last = time.monotonic()
             while not self._stop.is_set():
@@ -184,6 +196,9 @@ class LiveSource(Source):
             self.producer.close()             # in this thread: the one that polls it
 
     def _run(self, post, is_cancelled) -> None:
+        raise_priority(CONSUMER_NICE)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         capture = threading.Thread(target=self._capture_loop, name="fputrace-capture", daemon=True)
         capture.start()
         model = self.model = self._make_model()
@@ -207,6 +222,7 @@ class LiveSource(Source):
         finally:
             self._stop.set()
             capture.join(timeout=5)
+            sys.setswitchinterval(switch_interval)
             while (batch := self.batches.get(0)) is not None:    # quitting: counted, not fed
                 self.unfed_at_exit += len(batch)
             self._close_writer()
@@ -219,7 +235,9 @@ class LiveSource(Source):
                    queue_peak_events=self.batches.peak_events,
                    capture_wait_s=round(self.batches.wait_s, 3),
                    capture_cpu_s=round(self.capture_cpu_s, 3), feed_cpu_s=round(self.feed_cpu_s, 3),
+                   feed_wall_s=round(self.feed_wall_s, 3),
                    capture_max_gap_s=round(self.capture_max_gap_s, 3),
+                   consumer_nice=self.consumer_nice,
                    bpf_counters=getattr(self.producer, "counters", {}))
         return out
 
@@ -234,9 +252,10 @@ class LiveSource(Source):
     def _feed(self, model, batch: np.ndarray) -> None:
         if not self.first_ts_ns:
             self.first_ts_ns = int(batch["ts_ns"][0])
-        t0 = time.thread_time()
+        t0, w0 = time.thread_time(), time.monotonic()
         model.feed(batch)
         self.feed_cpu_s += time.thread_time() - t0
+        self.feed_wall_s += time.monotonic() - w0
         self.fed_events += len(batch)
         if self._writer is not None:
             self._writer.write(batch)
@@ -285,6 +304,16 @@ class LiveSource(Source):
             self._writer.close()
         self._writer, self._recording_path = None, ""
         return path
+
+
+def raise_priority(nice: int) -> int | None:
+    """Give the calling thread this nice value (Linux: per thread); None if not allowed (not
+    root): the dashboard then works as before, its consumers sharing the CPU evenly."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError):
+        return None
+    return nice
 
 
 def _default_writer_factory(path: str, meta: dict):

@@ -11,12 +11,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.widgets import Sparkline
 
 from ...model.snapshot import KERNEL, NONE, TASK, UNKNOWN, CpuView, OwnerInterval
 from . import fmt
+from .steady import SteadyStatic
 
 SAMPLES_PER_CELL = 8
+ONE_LINE = 1                 # the shape of the height-1 rows (the stylesheet fixes their height)
 _OWNER_CODE = {TASK: 0, KERNEL: 1, NONE: 2, UNKNOWN: 3}
 
 
@@ -145,30 +147,30 @@ class CpuRow(Horizontal):
         self.cpu = cpu
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="cpu-owner")
+        yield SteadyStatic(classes="cpu-owner")
         yield OwnerStrip(classes="cpu-strip")
         yield Sparkline([], classes="spark-xsave")
         yield Sparkline([], classes="spark-xrstor")
-        yield Static(classes="cpu-rates")
+        yield SteadyStatic(classes="cpu-rates")
 
     def show(self, view: CpuView, arrays: StripArrays, end_ns: int, window_ns: int,
              trace_start_ns: int = 0) -> None:
-        self.query_one(".cpu-owner", Static).update(owner_label(view))
+        self.query_one(".cpu-owner", SteadyStatic).show_content(owner_label(view), ONE_LINE)
         self.query_one(OwnerStrip).set_strip(arrays, end_ns, window_ns, trace_start_ns)
         self.query_one(".spark-xsave", Sparkline).data = list(view.xsave_per_s) or [0.0]
         self.query_one(".spark-xrstor", Sparkline).data = list(view.xrstor_per_s) or [0.0]
         xs = view.xsave_per_s[-1] if view.xsave_per_s else 0
         xr = view.xrstor_per_s[-1] if view.xrstor_per_s else 0
-        self.query_one(".cpu-rates", Static).update(
-            Text.assemble((fmt.count(xs), "#ffaf5f"), "/", (fmt.count(xr), "#5fafff")))
+        self.query_one(".cpu-rates", SteadyStatic).show_content(
+            Text.assemble((fmt.count(xs), "#ffaf5f"), "/", (fmt.count(xr), "#5fafff")), ONE_LINE)
 
 
 class CpuPanel(VerticalScroll):
     """One CpuRow per CPU, a column legend, and the owners seen in the strips."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="cpu-columns", classes="cpu-columns")
-        yield Static(id="cpu-legend", classes="cpu-legend")
+        yield SteadyStatic(id="cpu-columns", classes="cpu-columns")
+        yield SteadyStatic(id="cpu-legend", classes="cpu-legend")
 
     async def show(self, snap, task_names: dict[int, str], trace_start_ns: int = 0) -> None:
         have = {row.cpu: row for row in self.query(CpuRow)}
@@ -177,8 +179,8 @@ class CpuPanel(VerticalScroll):
             await self.mount_all(new, before="#cpu-legend")
             have.update((row.cpu, row) for row in new)
         window_s = snap.window_ns / 1e9
-        self.query_one("#cpu-columns", Static).update(Text.assemble(
-            ("cpu owner now".ljust(20), "dim"), (f"owners, last {window_s:g}s →", "dim")))
+        self.query_one("#cpu-columns", SteadyStatic).show_content(Text.assemble(
+            ("cpu owner now".ljust(20), "dim"), (f"owners, last {window_s:g}s →", "dim")), ONE_LINE)
         seen: dict[int, float] = {}          # tid -> ns shown in the strips (for the legend)
         lo_ns = snap.now_ns - snap.window_ns
         for view in snap.cpus:
@@ -186,7 +188,8 @@ class CpuPanel(VerticalScroll):
             have[view.cpu].show(view, arrays, snap.now_ns, snap.window_ns, trace_start_ns)
             for tid, ns in arrays.task_ns(lo_ns, snap.now_ns).items():
                 seen[tid] = seen.get(tid, 0) + ns
-        self.query_one("#cpu-legend", Static).update(render_legend(seen, task_names))
+        self.query_one("#cpu-legend", SteadyStatic).show_content(render_legend(seen, task_names),
+                                                                  ONE_LINE)
 
 
 def render_legend(seen: dict[int, int], task_names: dict[int, str]) -> Text:

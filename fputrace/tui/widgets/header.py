@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from ...model.snapshot import Snapshot
 from ..messages import SourceStatus
 from . import fmt
+from .steady import SteadyStatic
 
 SLOW_REFRESH_S = 0.5        # live: a slower refresh than this is shown in the header
 SHOWN_BACKLOG = 100_000     # ... and so is a queue of events this long waiting for the model
@@ -65,11 +65,12 @@ def _xstate_text(meta: dict) -> str:
     return " ".join(parts)
 
 
-class DashboardHeader(Static):
+class DashboardHeader(SteadyStatic):
     """Three cropped lines: identity, state (rate, lost, recording), capture modes."""
 
     def show(self, meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> None:
-        self.update(render_header(meta, snap, status))
+        text = render_header(meta, snap, status)
+        self.show_content(text, text.plain.count("\n"))     # lines are cropped, never wrapped
 
 
 def render_header(meta: dict, snap: Snapshot | None, status: SourceStatus | None) -> Text:

@@ -7,9 +7,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.widgets import Static
 
 from . import fmt
+from .steady import SteadyStatic
 
 MAX_CALLERS = 50
 
@@ -69,18 +69,23 @@ class KfpuPanel(VerticalScroll):
     drawn_width = 0                 # the width its tables were made for (a resize redraws them)
 
     def compose(self):
-        yield Static(id="kfpu-callers")
-        yield Static(id="kfpu-hist")
+        yield SteadyStatic(id="kfpu-callers")
+        yield SteadyStatic(id="kfpu-hist")
 
     def show(self, callers: pd.DataFrame, hist: pd.DataFrame, sections: int = 0) -> None:
         """``sections``: all kernel FPU sections of the tasks (inferred ones have no caller)."""
         self._data = (callers, hist, sections)
         width = self.drawn_width = self.content_size.width or 40
-        self.query_one("#kfpu-callers", Static).update(
-            render_callers(callers, width) if len(callers) else no_callers(sections))
+        if len(callers):
+            table = render_callers(callers, width)
+            shape = ("table", table.row_count, len(table.columns))
+        else:
+            table = no_callers(sections)
+            shape = ("text", len(table.plain))      # (it wraps)
+        self.query_one("#kfpu-callers", SteadyStatic).show_content(table, shape)
         has_hist = hist is not None and len(hist) and int(hist["count"].sum())
-        self.query_one("#kfpu-hist", Static).update(
-            render_histogram(hist, width - 16) if has_hist else "")
+        text = render_histogram(hist, width - 16) if has_hist else Text("")
+        self.query_one("#kfpu-hist", SteadyStatic).show_content(text, text.plain.count("\n"))
 
     def on_resize(self) -> None:
         if getattr(self, "_data", None) is not None:

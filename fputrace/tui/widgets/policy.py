@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from ...model.snapshot import Snapshot
 from . import fmt
+from .steady import SteadyStatic
 
 
 def render_policies(snap: Snapshot) -> Table:
@@ -46,7 +46,9 @@ def render_footnote(snap: Snapshot) -> Text:
     return t
 
 
-class PolicyPanel(Static, can_focus=True):
+class PolicyPanel(SteadyStatic, can_focus=True):
     def show(self, snap: Snapshot) -> None:
         from rich.console import Group
-        self.update(Group(render_policies(snap), render_footnote(snap)))
+        table, note = render_policies(snap), render_footnote(snap)
+        # (the footnote wraps: its height follows its length)
+        self.show_content(Group(table, note), (table.row_count, len(note.plain)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
 
 from . import fmt
 
@@ -58,7 +57,12 @@ def filter_and_sort(tasks: pd.DataFrame, sort_key: str, filter_text: str,
 
 
 class TasksTable(DataTable):
-    """Keeps the cursor on the same task across refreshes (rows are keyed by tid)."""
+    """Keeps the cursor on the same task across refreshes.
+
+    Rows are keyed by position, not by task: a refresh rewrites only the cells whose text
+    changed and adds or removes rows only at the end. Clearing and refilling the table made
+    DataTable measure every cell again and repaint twice: under a storm that was ~3/4 of a
+    picture's cost (benchmarks/TUI.md)."""
 
     def __init__(self, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
@@ -66,6 +70,8 @@ class TasksTable(DataTable):
         self.filter_text = ""
         self.hide_own = False
         self._last: pd.DataFrame | None = None
+        self._tids: list[int] = []            # the task of each row, top to bottom
+        self._cells: list[tuple] = []         # what each row shows (render_row)
 
     def on_mount(self) -> None:
         for key, heading, width in COLUMNS:
@@ -115,29 +121,34 @@ class TasksTable(DataTable):
         self._last = tasks
         self._redraw()
 
+    def tid_at(self, row: int) -> int:
+        return self._tids[row]
+
     @property
     def selected_tid(self) -> int | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return int(key.value.split("#")[0]) if key.value is not None else None
+        row = self.cursor_row
+        return self._tids[row] if 0 <= row < len(self._tids) else None
 
     def _redraw(self) -> None:
         if self._last is None:
             return
         keep = self.selected_tid
         df = filter_and_sort(self._last, self.sort_key, self.filter_text, self.hide_own)
-        self.clear(columns=False)
-        seen: dict[int, int] = {}
-        for row in df.itertuples(index=False):
-            # a reused pid appears once per task that had it: the newest keeps the plain key
-            n = seen[row.tid] = seen.get(row.tid, 0) + 1
-            self.add_row(*render_row(row), key=str(row.tid) if n == 1 else f"{row.tid}#{n}")
-        if keep is not None:
-            try:
-                self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
-            except RowDoesNotExist:      # the task left the (filtered) table: cursor stays put
-                pass
+        tids = df["tid"].tolist()
+        cells = [render_row(row) for row in df.itertuples(index=False)]
+        for i in range(len(self._cells), len(cells)):        # new rows at the end
+            self.add_row(*cells[i], key=str(i))
+        for i in range(len(cells), len(self._cells)):        # rows no longer shown, at the end
+            self.remove_row(str(i))
+        for i, (old, new) in enumerate(zip(self._cells, cells)):
+            if old != new:
+                for (key, _, _), was, now in zip(COLUMNS, old, new):
+                    if was != now:
+                        self.update_cell(str(i), key, now)
+        self._tids, self._cells = tids, cells
+        # a reused pid appears once per task that had it: the cursor follows the first (newest)
+        if keep is not None and keep in tids and tids.index(keep) != self.cursor_row:
+            self.move_cursor(row=tids.index(keep), animate=False)
 
 
 def render_comm(row) -> Text:
