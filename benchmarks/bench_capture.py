@@ -148,9 +148,12 @@ BPFTRACE_COUNT = ("tracepoint:sched:sched_switch { @sw = count(); } "
                   "tracepoint:x86_fpu:x86_fpu_regs_deactivated { @deact = count(); }")
 
 
+BASELINE = None   # --baseline TREE: another source tree's recorder, alternated with this one's
+
+
 def _tracer(kind: str, d: str) -> tuple[list[str], callable]:
     """(command, ready(proc)) of one tracer configuration."""
-    if kind == "fputrace":
+    if kind in ("fputrace", "baseline"):
         fpt = f"{d}/o.fpt"
         if os.path.exists(fpt):
             os.unlink(fpt)
@@ -162,6 +165,9 @@ def _tracer(kind: str, d: str) -> tuple[list[str], callable]:
                     raise RuntimeError(f"fputrace record exited: {proc.stderr.read()[-300:]}")
                 time.sleep(0.05)
             time.sleep(0.5)
+        if kind == "baseline":       # the same interpreter and packages, that tree's fputrace (-P: not ours from the cwd)
+            return ["env", f"PYTHONPATH={BASELINE}", sys.executable, "-P", "-m", "fputrace.cli", "record", "-q",
+                    "--mode", "tracepoint", "-o", fpt], ready
         return [*FPUTRACE, "record", "-q", "--mode", "tracepoint", "-o", fpt], ready
     if kind == "perf":
         return (["perf", "record", "-q", "-a", "-o", f"{d}/p.data", *sum((["-e", e] for e in PERF_EVENTS), [])],
@@ -240,6 +246,21 @@ def _program_costs(kind: str, d: str, loops: int) -> tuple[list[tuple], float]:
     return sorted(rows, key=lambda r: -r[1]) + [("(floor: empty program, same switches)", 0, 0.0, floor)], wall
 
 
+def _median_costs(rounds: list[tuple[list[tuple], tuple]]) -> tuple[list[tuple], float]:
+    """Per program over several _program_costs rounds: (name, runs, runs/s, median ns/run) of the
+    rounds it ran in (runs and runs/s: medians too), and the median benchmark CPU time."""
+    import statistics
+    by = {}
+    for rows, _ in rounds:
+        for name, runs, rate, ns in rows:
+            by.setdefault(name, []).append((runs, rate, ns))
+    rows = [(name, int(statistics.median(r for r, _, _ in v)), statistics.median(x for _, x, _ in v),
+             statistics.median(n for _, _, n in v)) for name, v in by.items()]
+    floor = [r for r in rows if r[0].startswith("(floor")]
+    rows = sorted((r for r in rows if not r[0].startswith("(floor")), key=lambda r: -r[1])
+    return rows + floor, statistics.median(w[1] for _, w in rounds)
+
+
 @contextlib.contextmanager
 def _floor_program():
     """An empty raw tracepoint program on sched_switch: what the kernel's own accounting costs
@@ -268,8 +289,11 @@ def bench_overhead(args) -> None:
     global PIN
     PIN = sorted(os.sched_getaffinity(0))[-1]
     loops = args.loops
-    kinds = [None, "fputrace", "perf", "bpftrace"]
+    kinds = [None, "fputrace", *(["baseline"] if args.baseline else []), "perf", "bpftrace"]
+    global BASELINE
+    BASELINE = args.baseline and os.path.abspath(args.baseline)
     labels = {None: "untraced", "fputrace": "fputrace record (tracepoint mode)",
+              "baseline": f"fputrace record of {args.baseline}",
               "perf": "perf record -a (fputrace import's events)", "bpftrace": "bpftrace counting 3 tracepoints"}
     times = {k: [] for k in kinds}
     from fputrace.capture import progstats
@@ -280,11 +304,15 @@ def bench_overhead(args) -> None:
         for _ in range(args.rounds):
             for k in kinds:
                 times[k].append(_run_traced(k, d, loops))
-                if k == "fputrace":
+                if k in ("fputrace", "baseline"):
                     from fputrace.recording.reader import open_recording
                     meta = open_recording(f"{d}/o.fpt").meta
                     streamed.append((meta.get("events", 0), sum((meta.get("lost_per_cpu") or {}).values())))
-        costs = {k: _program_costs(k, d, loops) for k in ("fputrace", "bpftrace")}
+        measured = {k: [] for k in ("fputrace", *(["baseline"] if args.baseline else []), "bpftrace")}
+        for _ in range(args.cost_rounds):           # alternated too: the host drifts between rounds
+            for k in measured:
+                measured[k].append(_program_costs(k, d, loops))
+        costs = {k: _median_costs(v) for k, v in measured.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     print(f"overhead: taskset -c {PIN} perf bench sched pipe -l {loops}, {args.rounds} rounds alternated, "
@@ -298,7 +326,8 @@ def bench_overhead(args) -> None:
           if not any(lost for _, lost in streamed) else
           f"overhead: fputrace LOST events: {', '.join(f'{e:,} events {lost:,} lost' for e, lost in streamed)}")
     for k, (rows, wall) in costs.items():
-        print(f"cost: {labels[k]} (one round with BPF run-time statistics on, {wall[0]:.3f} s):")
+        print(f"cost: {labels[k]} ({args.cost_rounds} round(s) with BPF run-time statistics on, median ns/run; "
+              f"benchmark cpu {wall:.3f} s):")
         print(f"cost:   {'program':<44s} {'runs':>10s} {'runs/s':>12s} {'ns/run':>8s}")
         for name, runs, rate, ns in rows:
             if runs:
@@ -421,7 +450,10 @@ def main() -> None:
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--loops", type=int, default=100000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cost-rounds", type=int, default=1, help="(b) rounds with BPF run-time statistics on")
     p.add_argument("--write", action="store_true", help="(a) also write the flood to a file")
+    p.add_argument("--baseline", metavar="TREE", help="(b) also alternate the recorder of another source tree "
+                   "(e.g. `git archive main | tar -x -C /tmp/before`): before/after in one run")
     args = p.parse_args()
     for name in (["throughput", "overhead", "rss", "size", "startup"] if args.which == "all" else [args.which]):
         globals()[f"bench_{name}"](args)
