@@ -186,6 +186,7 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=50000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", nargs="*", help="variant name prefixes (default: all)")
+    ap.add_argument("--ring-pages", type=int, default=1024, help="pages of each variant ring (a power of two)")
     ap.add_argument("--trees", nargs="+", help="source trees whose recorders to compare (see above)")
     ap.add_argument("--mode", default="tracepoint")
     args = ap.parse_args()
@@ -205,7 +206,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"breakdown: {missing}")
     ncpu = os.cpu_count()
-    pages = 1024
+    pages = args.ring_pages
     cflags = [f"-I{bpf_dir()}", f"-DNCPUS={ncpu}", f"-DSHARED_PAGES={pages}",
               *(f"-D{k}={v}" for k, v in off.items())]
     variants = [v for v in VARIANTS if not args.only or any(v[0].startswith(p) for p in args.only)]
@@ -251,7 +252,7 @@ def main() -> None:
         b.cleanup()
     med = {fn: statistics.median(v) for fn, v in per.items()}
     print(f"breakdown: taskset -c {bench_capture.PIN} perf bench sched pipe -l {args.loops}, {args.rounds} rounds, "
-          f"all variants attached at once, ns per run (median; load average "
+          f"all variants attached at once, rings of {pages} pages, ns per run (median; load average "
           f"{', '.join(f'{x:.2f}' for x in loads)} at each round's start)")
     for fn, tp, base, what in variants:
         diff = f"{med[fn] - med[base]:+7.1f} vs {base}" if base in med else ""

@@ -29,7 +29,7 @@ RUNS = [
     ("capture: what tracing costs on `perf bench sched pipe` — slowdown beside perf and bpftrace, "
      "kernel-side ns per program run (issues 2b, 12)",
      "slowdown ≤ bpftrace merely counting; ≤ 70 ns per run (aim ≤ 40) for every per-switch/per-syscall program",
-     [PY, "-m", "benchmarks.bench_capture", "overhead", "--rounds", "5"], ("overhead", "cost")),
+     [PY, "-m", "benchmarks.bench_capture", "overhead", "--rounds", "5", "--cost-rounds", "3"], ("overhead", "cost")),
     ("capture: recorder memory in a storm, beside perf and bpftrace (issue 13)",
      "fputrace record ≤ 200 MB RSS (aim ≤ 120), nothing lost",
      [PY, "-m", "benchmarks.bench_capture", "rss", "--loops", "6000000"], ("rss",)),

@@ -44,22 +44,24 @@ assert RECORD_DTYPE.itemsize == RECORD_BYTES == 48
 
 
 def split_switch_saves(batch: np.ndarray) -> np.ndarray:
-    """``batch`` with every KIND_SWITCH_SAVE record replaced, in place, by its SWITCH then its
-    XSAVE (cause SWITCH): the two events the programs emitted separately before. Works on the
-    records as 5 x u64 words (numpy moves those far faster than structured rows): word 1 = a0,
-    word 2 = a1, word 4 = cpu | kind << 16 | flags << 24 | _pad << 32."""
-    merged = batch["kind"] == KIND_SWITCH_SAVE
-    m = int(np.count_nonzero(merged))
-    if not m:
+    """``batch`` with every KIND_SWITCH_SAVE record turned back into its SWITCH (in its place) and
+    its XSAVE, cause SWITCH (appended at the end, same timestamp): the two events the programs
+    emitted separately before. The time order is restored by the stable sort every batch gets
+    before release (reorder.py), which puts each save right after its switch. Works on the records
+    as 5 x u64 words (word 1 = a0, word 2 = a1, word 4 = cpu | kind << 16 | flags << 24 |
+    _pad << 32): numpy moves those far faster than structured rows."""
+    merged = np.flatnonzero(batch["kind"] == KIND_SWITCH_SAVE)
+    if not len(merged):
         return batch
-    rows = np.ascontiguousarray(batch).view(f"V{EVENT_DTYPE.itemsize}")
-    out = np.repeat(rows, merged.view(np.uint8) + 1).view(np.uint64).reshape(-1, _WORDS)  # merged ones twice
-    switch = np.flatnonzero(merged) + np.arange(m)                 # their first copies' rows
-    save = switch + 1
-    a0, a1, w4 = out[:, 1], out[:, 2], out[:, 4]
-    low = w4[save] & np.uint64(0xFF00FFFF)                         # cpu and flags; kind and _pad cleared
-    a0[switch] = w4[save] >> np.uint64(32)                         # next tid
-    w4[switch] = low | np.uint64(int(Kind.SWITCH) << 16)
-    a1[save] = int(XsaveCause.SWITCH)
-    w4[save] = low | np.uint64(int(Kind.XSAVE) << 16)
+    out = np.empty((len(batch) + len(merged), _WORDS), np.uint64)
+    n = len(batch)
+    out[:n] = np.ascontiguousarray(batch).view(np.uint64).reshape(-1, _WORDS)
+    saves = out[n:]
+    saves[:] = out[merged]
+    w4 = saves[:, 4]
+    low = w4 & np.uint64(0xFF00FFFF)                     # cpu and flags; kind and _pad cleared
+    out[merged, 1] = w4 >> np.uint64(32)                  # the switch: a0 = next tid
+    out[merged, 4] = low | np.uint64(int(Kind.SWITCH) << 16)
+    saves[:, 2] = int(XsaveCause.SWITCH)                  # the save: a0 = xfeatures already
+    saves[:, 4] = low | np.uint64(int(Kind.XSAVE) << 16)
     return out.view(EVENT_DTYPE).reshape(-1)
