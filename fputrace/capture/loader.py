@@ -96,7 +96,9 @@ class Loaded:
             b.detach_raw_tracepoint(tp)
         for fn in list(b.kfunc_entry_fds):
             b.detach_kfunc(fn)
-        for tp, (prog, link) in self.btf_programs.items():
+        # sched_switch first: a switch it leaves to regs_deactivated (one record for both) must
+        # not find regs_deactivated already gone
+        for tp, (prog, link) in sorted(self.btf_programs.items(), key=lambda kv: kv[0] != "sched_switch"):
             if link >= 0:
                 os.close(link)
                 self.btf_programs[tp] = (prog, -1)
