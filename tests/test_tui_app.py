@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fputrace.commands.demo import BUSY_AT_NS
 from fputrace.model import Model
 from fputrace.trace import load
 from fputrace.tui.activity import RecentActivity
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.tui, pytest.mark.timeout(600)]
 
 DEMO = Path(__file__).resolve().parent.parent / "fputrace" / "data" / "demo.fpt"
 S = 1_000_000_000
-AT_NS = 70 * S          # in the busy part of the demo (the recorder starts up first)
+AT_NS = BUSY_AT_NS      # in the busy part of the demo (the recorder starts up first)
 
 
 def sync(test):
@@ -104,7 +105,8 @@ async def test_dashboard_shows_the_models_numbers(expected):
         want = expected.tasks.sort_values(["xrstor", "tid"], ascending=[False, True])["tid"].tolist()
         assert table_tids(app) == want
         header = str(app.screen.query_one("#header").render())
-        assert "REPLAY" in header and "1:10.0/" in header and "lost 0" in header
+        at = f"{AT_NS // S // 60}:{AT_NS // S % 60:02d}.0/"
+        assert "REPLAY" in header and at in header and "lost 0" in header
         assert len(app.screen.query(".cpu-row")) == len(expected.cpus)
 
 

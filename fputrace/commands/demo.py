@@ -1,13 +1,20 @@
 """``fputrace demo``: the dashboard replaying a small real recording shipped with fputrace.
 
 The bundled fputrace/data/demo.fpt was recorded by `fputrace record --mode fentry` on a stock
-Debian 6.12 kernel (6.12.117+deb13-amd64) booted under QEMU by the project's lab (tests/vmlab),
-while AF_ALG sha256 and gcm(aes) workloads and a pipe ping-pong ran: every panel has real data
+Debian 6.12 kernel (6.12.117+deb13-amd64) booted under QEMU by the project's lab
+(`python -m tests.vmlab.demo --install`), while real kernel FPU users ran, each process under the
+name of its workload: dm-crypt (aes-xts in kworkers) beside AF_ALG sha256, WireGuard between two
+network namespaces (chacha20poly1305 in wg-crypt kworkers) beside md raid6 (gen_syndrome in
+md0_raid6), btrfs (crc32c) beside AF_ALG gcm(aes) and a pipe ping-pong: every panel has real data
 (kernel FPU callers by symbol, section lengths, eager vs deferred). `--make OUT` records this
 host instead, with fputrace.tui.demo_workload."""
 from __future__ import annotations
 
 import argparse
+
+# the demo's last phase (btrfs, AF_ALG gcm, ping-pong), every earlier one counted: where the
+# README's screenshots and the dashboard's tests pause the replay
+BUSY_AT_NS = 37_000_000_000
 
 HELP = "replay the bundled demo recording in the dashboard (no root needed)"
 EXAMPLES = """examples:

@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m fputrace.tui.screenshots docs/      # live (needs root) and replay
     .venv/bin/python -m fputrace.tui.screenshots docs/ --no-live  # replay of the demo only
 
-Writes dashboard-replay.svg (the bundled demo, paused 70 s in, 160x48), dashboard-replay-80x24.svg,
+Writes dashboard-replay.svg (the bundled demo, paused in its last phase, 160x48), dashboard-replay-80x24.svg,
 task-view.svg, and dashboard-live.svg (this host, after --live-seconds of capture) when it can.
 """
 from __future__ import annotations
@@ -14,14 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from ..commands.demo import demo_path
+from ..commands.demo import BUSY_AT_NS, demo_path
 from .app import FputraceApp
 from .screens.task_detail import TaskDetailScreen
 from .replay import open_replay
 from .sources import Source
 from .widgets.tasks import TasksTable
 
-REPLAY_AT_NS = 70_000_000_000
+REPLAY_AT_NS = BUSY_AT_NS
 
 
 async def _shoot(source: Source, out: Path, size: tuple[int, int], wait_s: float = 0.0,
