@@ -132,3 +132,33 @@ def test_real_recording_report_and_estimate():
     est = run_json("estimate", str(DEMO), "--format", "json")
     assert est["self_check"] > 0.99
     assert np.isclose(est["policies"]["deferred"]["xrstor"], out["totals"]["xrstor"], rtol=0.01)
+
+
+def test_fputrace_own_tasks_are_marked_in_a_real_recording():
+    """The bundled demo was recorded by fputrace in a lab guest (meta fputrace_tgid): the report
+    marks exactly the tasks of that process, in JSON (fputrace_own) and in text (OWN_MARK before
+    the name, and a legend); a recording that does not say (the lab's, made before fputrace_tgid)
+    marks none."""
+    import re
+
+    import fputrace
+    from fputrace.model.tables import OWN_MARK
+    if not DEMO.exists():
+        pytest.skip("fputrace/data/demo.fpt (the bundled real recording) is not in this tree")
+    own_tgid = fputrace.load(DEMO).meta["fputrace_tgid"]
+    rows = run_json("report", str(DEMO), "--format", "json")["per_task"]
+    own = {r["tid"] for r in rows if r["tgid"] == own_tgid}
+    assert own, "the recorder's own threads did no FPU work in the demo?"
+    assert {r["tid"] for r in rows if r["fputrace_own"] is True} == own
+    assert all(r["fputrace_own"] is False for r in rows if r["tgid"] != own_tgid)
+    res = run_fputrace("report", str(DEMO), "--top", str(len(rows)))
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.split("per task: live state")[0]       # the first per-task table
+    marked = {int(tid) for tid, tgid, mark in re.findall(r"│ +(\d+) │ +(\d+) │ (\S)", first)
+              if mark == OWN_MARK}
+    assert marked == own
+    assert f"{OWN_MARK} fputrace's own tasks (tgid {own_tgid}," in res.stdout
+    lab = Path(__file__).parent / "data" / "lab-6.12-kprobe.fpt"
+    assert "fputrace_tgid" not in fputrace.load(lab).meta
+    assert not any(r["fputrace_own"] for r in run_json("report", str(lab), "--format", "json")["per_task"])
+    assert OWN_MARK not in run_fputrace("report", str(lab)).stdout

@@ -113,6 +113,9 @@ def _comms(n: np.ndarray) -> list[str]:
     return [c.decode("utf-8", "replace") for c in n["comm"].tolist()]
 
 
+OWN_MARK = "◆"      # every view puts it before the name of a task of fputrace itself (fputrace_own)
+
+
 def _own_tgid(meta: dict) -> int | None:
     try:
         return int(meta["fputrace_tgid"])

@@ -8,6 +8,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .tables import OWN_MARK
+
 NO_SQUEEZE = {"live": 18, "charged_set": 14}    # shown whole: "SSE+AVX+AVX512+AMX", "amx 0x602e7"
 LEFT = ("comm", "caller", "cause", "kind", "owner", "policy", "live", "class", "charged_set", "match",
         "side", "components")
@@ -63,10 +65,15 @@ def render_report(rep, top: int | None = 20, pid: int | None = None, sort: str =
     tasks["bytes%"] = [_pct(x) for x in tasks["bytes_share"].tolist()]
     tasks["cycles%"] = [_pct(x) for x in tasks["cycles_share"].tolist()]
     tasks["avoidable B"] = tasks["avoidable_bytes"]
+    own = tasks["fputrace_own"]
+    tasks["comm"] = [f"{OWN_MARK}{c}" if o else c for c, o in zip(tasks["comm"], own.tolist())]
     title = f"per task (top {top}" if top else "per task ("
     con.print(_table(f"{title}{', ' if top else ''}by {sort})", tasks,
                      ["tid", "tgid", "comm", "xsave", "xrstor", "avoidable_xrstor",
                       "kfpu_sections", "gap"]))
+    if own.any():
+        con.print(f"{OWN_MARK} fputrace's own tasks (tgid {rep.meta['fputrace_tgid']}, the process "
+                  "that recorded this; fputrace_own in --format json/csv)", markup=False, highlight=False)
     con.print(_table("per task: live state at its saves and restores, what they moved", tasks,
                      ["tid", "comm", "live", "B/save", "bytes%", "cycles%", "avoidable B"]))
     tab = rep.tables

@@ -7,6 +7,7 @@ import pandas as pd
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ...model.tables import OWN_MARK
 from . import fmt
 
 # (column in Snapshot.tasks, heading, width) -- sort keys cycle in this order with `s`
@@ -30,7 +31,6 @@ SORT_ORDER = {"components": (("xstate_rank", "bytes", "tid"), (False, False, Tru
               "tid": (("tid",), (True,)), "comm": (("comm", "tid"), (True, True))}
 LARGE_STATE = ("AVX-512", "AMX")         # drawn in bold: their saves move kilobytes more
 MAX_ROWS = 200           # a 10 Hz redraw of thousands of rows is wasted: filter (/) to find others
-OWN_MARK = "◆"           # before the name of a task of fputrace itself
 
 
 def own_tasks(tasks: pd.DataFrame) -> pd.Series:
