@@ -254,7 +254,7 @@ def _free_port() -> int:
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(need_bcc, tmp_path):
     """Debian's prometheus (installed by setup.sh), on 127.0.0.1 with a temporary config and TSDB,
     scrapes two exporters every second: this host live (tracepoint mode) and the bundled stock-6.12
-    fentry recording played at 8x its pace (kernel-FPU callers and section lengths, which the
+    fentry recording played at 4x its pace (kernel-FPU callers and section lengths, which the
     tracepoint mode cannot time). Every panel's query, over the test's time range, must return at
     least one series with a finite value, as Grafana would draw it."""
     prom = shutil.which("prometheus")
@@ -263,7 +263,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(need_bcc, tmp
     if not DEMO.exists():
         pytest.skip("fputrace/data/demo.fpt (the bundled real recording) is not in this tree")
     live = Exporter("--mode", "tracepoint")
-    replay = Exporter("--replay", str(DEMO), "--speed", "8")
+    replay = Exporter("--replay", str(DEMO), "--speed", "4")
     port = _free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -286,7 +286,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(need_bcc, tmp
                 pass
             assert time.monotonic() < deadline and server.poll() is None, "prometheus did not come up"
             time.sleep(0.5)
-        # the replay's FPU traffic starts ~40 s into the recording (5 s at 8x) and ends at ~11 s
+        # the replay's kernel FPU traffic runs from ~20 s to ~38 s of the recording (5 s to 9.5 s at
+        # 4x), the replay ends at ~10 s: several 1 s scrapes of every histogram bucket's increase
         pingpong(tmp_path, 2000)
         assert replay.wait_for("replayed to its end", 90), "".join(replay.lines)
         time.sleep(4)                                  # a few more scrapes of the final state
