@@ -45,7 +45,7 @@ def tmux_needed():
 def demo_window(path: Path, own_tgid: int) -> None:
     """The demo's AF_ALG sha256 stretch, from its 10th kernel FPU section to its 150th restore
     after that (with the task table from before), recorded as a file of its own; meta
-    ``fputrace_tgid`` names one of the recorder's processes, so some tasks count as fputrace's."""
+    ``fputrace_tgid`` names the process whose tasks count as fputrace's."""
     tr = load(DEMO)
     ev = np.concatenate(list(tr.batches()))
     start = int(ev["ts_ns"][np.flatnonzero(ev["kind"] == Kind.KFPU_BEGIN)[10]])
@@ -145,7 +145,7 @@ def task_on_screen(t: dict) -> tuple:
 
 def test_the_dashboard_shows_the_numbers_report_and_estimate_give(tmp_path):
     path = tmp_path / "window.fpt"
-    demo_window(path, own_tgid=259)
+    demo_window(path, own_tgid=load(DEMO).meta["fputrace_tgid"])     # the recorder of the demo
     report, estimate = cli_json("report", str(path)), cli_json("estimate", str(path))
     assert 0 < report["totals"]["xrstor"] and estimate["policies"]["eager"]["xsave"] < 1000
     screen = Screen(path, "demo")
