@@ -128,6 +128,12 @@ def _kprobe_layer(lab: dict) -> dict[str, int]:
 # process (5.10: the tracepoint recorder's user returns 1470 vs 1469; 6.12: the kprobe recorder's
 # restores 1456 vs 1455; 6.1: one blake2s_compress section in the kprobe recorder seen by fentry,
 # by neither kprobe tool, with no kprobe miss counted). RESULTS.md lists each such difference.
+# Measured how often: in the five full lab runs stored on 2026-12-01 (20 kernel runs, 3-4 exact
+# modes each) it was needed once, that 6.1 section: fentry sees 7 blake2s sections in the kprobe
+# recorder's main thread over the run, bpftrace's kprobe none in the window compared. Suspected,
+# not shown: kernel FPU use inside an ftrace callback (the kprobe recorder's own kprobe handlers)
+# is dropped silently by ftrace's recursion guard for every ftrace-based kprobe, while fentry's
+# direct trampoline bypasses that guard.
 TRACER_SLACK = 1
 
 
