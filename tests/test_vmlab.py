@@ -64,15 +64,16 @@ def lab(request) -> dict:
 
 # ---- helpers ---------------------------------------------------------------------------------
 class GuestPanicWarning(UserWarning):
-    """A lab guest panicked and was booted once more (lab.run_lab); shown in pytest's summary."""
+    """A lab guest panicked or stalled and was booted once more (lab.run_lab); shown in pytest's summary."""
 
 
 def _warn_panics(lab: dict) -> dict:
     for p in lab["kernel"].get("panics") or []:
         warnings.warn(GuestPanicWarning(
-            f"{lab['kernel']['release']}: the first boot panicked after {p['after_s']} s and the lab booted "
-            f"once more: {p.get('bug')} at {p.get('rip')} in {p.get('task')}; "
-            f"trace {' < '.join(p.get('frames') or [])}; console {p['run_dir']}/console.log"))
+            f"{lab['kernel']['release']}: the first boot failed after {p['after_s']} s and the lab booted "
+            f"once more: {p.get('bug')}" + (f" at {p['rip']} in {p.get('task')}" if p.get("rip") else "") +
+            (f"; trace {' < '.join(p['frames'])}" if p.get("frames") else "") +
+            f"; last output {p.get('last_output')}; console {p['run_dir']}/console.log"))
     return lab
 
 

@@ -31,6 +31,13 @@ from .kernels import CACHE_DIR, Kernel
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_DIR_MAX_AGE_S = 2 * 24 * 3600
+# The guest's shell touches <run dir>/heartbeat every HEARTBEAT_S. With stall_s set, run() kills
+# a guest whose heartbeat is older than STALL_S (after BOOT_GRACE_S for the first one): a guest
+# kernel livelocked in text patching under TCG spins both vCPUs and prints nothing, and would
+# otherwise hold the lab until its timeout.
+HEARTBEAT_S = 5
+STALL_S = 180
+BOOT_GRACE_S = 300
 
 
 @dataclass
@@ -43,6 +50,8 @@ class GuestResult:
     wall_s: float
     timed_out: bool = False
     panicked: bool = False
+    stalled: bool = False    # killed: the guest's heartbeat stopped (a kernel livelock, no panic)
+    stalled_s: float = 0.0   # how long it had been quiet then
     qemu_returncode: int | None = None
     cpu_s: float = 0.0       # CPU time QEMU used (user + system): what the guest costs on an idle host
 
@@ -51,6 +60,9 @@ class GuestResult:
         """Why the command did not report an exit status (empty if it did)."""
         if self.returncode is not None:
             return ""
+        if self.stalled:
+            return (f"guest stalled: no heartbeat from its user space for {self.stalled_s:.0f}s, killed after "
+                    f"{self.wall_s:.0f}s (a kernel livelock, or a hung user space)")
         if self.timed_out:
             return f"guest timed out after {self.wall_s:.0f}s"
         if self.panicked:
@@ -144,6 +156,7 @@ def _wrapper(run_dir: Path, env: dict[str, str], mounts: str) -> str:
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return f"""export PATH={GUEST_PATH}
 cd {run_dir}
+( while :; do touch {run_dir}/heartbeat; sleep {HEARTBEAT_S}; done ) & echo $! > /run/vmlab.heartbeat.pid
 {mounts}{{ /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH={GUEST_PATH} VMLAB_RUNDIR={run_dir} {exports} \\
     /bin/bash {run_dir}/cmd.sh </dev/null; echo $? > /run/vmlab.rc; }} 2>&1 | tee {run_dir}/out.log
 cp /run/vmlab.rc {run_dir}/rc; sync
@@ -154,15 +167,18 @@ cp /run/vmlab.rc {run_dir}/rc; sync
 def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem: str = "2G",
         smp: int = 2, accel: str | None = None, run_dir: Path | None = None,
         env: dict[str, str] | None = None, echo: bool = False, cache_dir: Path = CACHE_DIR,
-        extra_append: str = "", images: list[images_mod.FolderImage] | None = None) -> GuestResult:
+        extra_append: str = "", images: list[images_mod.FolderImage] | None = None,
+        stall_s: float | None = None) -> GuestResult:
     """Boot ``kernel`` and run ``command`` (argv list, or a shell script string) as root in it.
+
+    ``stall_s``: kill the guest when its heartbeat stops for that long (``GuestResult.stalled``).
 
     ``images``: folders to serve as read-only disks (default: ``default_images``; [] for none)."""
     if shutil.which(QEMU) is None:
         raise FileNotFoundError(f"{QEMU} not installed (Debian qemu-system-x86; run ./setup.sh)")
     accel = accel or choose_accel()
     run_dir = run_dir or new_run_dir(cache_dir)
-    for stale in ("rc", "out.log"):
+    for stale in ("rc", "out.log", "heartbeat"):
         (run_dir / stale).unlink(missing_ok=True)
     script = command if isinstance(command, str) else shlex.join(command)
     (run_dir / "cmd.sh").write_text(script + "\n")
@@ -195,13 +211,25 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        proc.wait()
+    timed_out = stalled = False
+    stalled_s = 0.0
+    heartbeat = run_dir / "heartbeat"
+    while proc.poll() is None:
+        now = time.monotonic()
+        if now - t0 > timeout_s:
+            timed_out = True
+        elif stall_s is not None:
+            try:
+                quiet_s = time.time() - heartbeat.stat().st_mtime
+            except FileNotFoundError:
+                quiet_s = now - t0 - BOOT_GRACE_S
+            stalled = quiet_s > stall_s
+            stalled_s = quiet_s
+        if timed_out or stalled:
+            proc.kill()
+            proc.wait()
+            break
+        time.sleep(1)
     reader.join(timeout=5)
     wall_s = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -214,5 +242,5 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
     return GuestResult(returncode=returncode,
                        output=out_file.read_text(errors="replace") if out_file.exists() else "",
                        console=console_text, run_dir=run_dir, accel=accel, wall_s=wall_s,
-                       timed_out=timed_out, panicked="Kernel panic" in console_text,
+                       timed_out=timed_out, panicked="Kernel panic" in console_text, stalled=stalled, stalled_s=round(stalled_s, 1),
                        qemu_returncode=proc.returncode, cpu_s=round(cpu_s, 1))

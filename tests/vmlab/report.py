@@ -133,7 +133,7 @@ def render_results(results: dict[str, dict]) -> str:
         k = res["kernel"]
         status = "ok" if k.get("returncode") == 0 else f"failed: {k.get('reason') or k.get('returncode')}"
         for p in k.get("panics") or []:   # the boot before this one (lab.run_lab boots once more)
-            status += f"; an earlier boot panicked after {p['after_s']:.0f} s ({p.get('bug', '?')}, {' < '.join(p.get('frames') or [])[:120]})"
+            status += f"; an earlier boot failed after {p['after_s']:.0f} s ({p.get('bug', '?')}, {' < '.join(p.get('frames') or [])[:120]})"
         out.append(f"| {label} | {k['release']} ({k.get('package_version', '')}) {status} | {when(res)} | "
                    f"{k.get('guest_wall_s', 0):.0f} s ({k.get('loadavg_1m', '?')}) | {k.get('guest_cpu_s', 0):.0f} s | "
                    f"{k['accel']} | {', '.join(res.get('modes_run', []))} |")
