@@ -31,8 +31,9 @@ from .kernels import CACHE_DIR, Kernel
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_DIR_MAX_AGE_S = 2 * 24 * 3600
-# The guest's shell touches <run dir>/heartbeat every HEARTBEAT_S. With stall_s set, run() kills
-# a guest whose heartbeat is older than STALL_S (after BOOT_GRACE_S for the first one): a guest
+# With stall_s set, the guest command touches $VMLAB_RUNDIR/heartbeat every HEARTBEAT_S (guest/
+# lab.py from a thread: no process of its own, so nothing new for the lab to compare), and run()
+# kills a guest whose heartbeat is older than stall_s (after BOOT_GRACE_S for the first one): a guest
 # kernel livelocked in text patching under TCG spins both vCPUs and prints nothing, and would
 # otherwise hold the lab until its timeout.
 HEARTBEAT_S = 5
@@ -156,7 +157,6 @@ def _wrapper(run_dir: Path, env: dict[str, str], mounts: str) -> str:
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return f"""export PATH={GUEST_PATH}
 cd {run_dir}
-( while :; do touch {run_dir}/heartbeat; sleep {HEARTBEAT_S}; done ) & echo $! > /run/vmlab.heartbeat.pid
 {mounts}{{ /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH={GUEST_PATH} VMLAB_RUNDIR={run_dir} {exports} \\
     /bin/bash {run_dir}/cmd.sh </dev/null; echo $? > /run/vmlab.rc; }} 2>&1 | tee {run_dir}/out.log
 cp /run/vmlab.rc {run_dir}/rc; sync
@@ -171,7 +171,8 @@ def run(kernel: Kernel, command: list[str] | str, *, timeout_s: float = 600, mem
         stall_s: float | None = None) -> GuestResult:
     """Boot ``kernel`` and run ``command`` (argv list, or a shell script string) as root in it.
 
-    ``stall_s``: kill the guest when its heartbeat stops for that long (``GuestResult.stalled``).
+    ``stall_s``: kill the guest when the heartbeat ``command`` writes stops for that long
+    (``GuestResult.stalled``).
 
     ``images``: folders to serve as read-only disks (default: ``default_images``; [] for none)."""
     if shutil.which(QEMU) is None:

@@ -48,6 +48,19 @@ MEASURE_MODES = ("auto", "fentry")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def heartbeat(every_s: float = 5.0) -> None:
+    """Touch $VMLAB_RUNDIR/heartbeat from a thread (no process of its own for the lab to compare):
+    the host kills a guest whose heartbeat stops (qemu.STALL_S: a kernel livelocked under TCG)."""
+    import threading
+    path = Path(os.environ.get("VMLAB_RUNDIR", ".")) / "heartbeat"
+
+    def beat() -> None:
+        while True:
+            path.touch()
+            time.sleep(every_s)
+    threading.Thread(target=beat, daemon=True).start()
+
+
 def log(msg: str) -> None:
     print(f"[lab {time.monotonic():8.1f}] {msg}", flush=True)
 
@@ -317,6 +330,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"started_wall": time.time(), "driver_pid": os.getpid()}
     t_start = time.monotonic()
+    heartbeat()
 
     def save() -> None:
         result["wall_s"] = round(time.monotonic() - t_start, 1)
