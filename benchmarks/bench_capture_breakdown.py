@@ -112,6 +112,23 @@ VARIANTS = [  # (function, tracepoint, builds on, what it adds)
 ]
 
 
+def _rounds(fds: dict, n_rounds: int, loops: int) -> tuple[dict, list[float]]:
+    """With BPF run-time statistics on, run the pipe benchmark n_rounds times: per program (key ->
+    prog fd) the (run_time_ns, run_cnt) each round added, and the load average at each start."""
+    from fputrace.capture import progstats
+    out = {k: [] for k in fds}
+    loads = []
+    with progstats.run_time_stats():
+        for _ in range(n_rounds):
+            loads.append(os.getloadavg()[0])
+            before = {k: progstats.prog_info(fd) for k, fd in fds.items()}
+            _time_pipe(loops)
+            after = {k: progstats.prog_info(fd) for k, fd in fds.items()}
+            for k in fds:
+                out[k].append((after[k].run_time_ns - before[k].run_time_ns, after[k].run_cnt - before[k].run_cnt))
+    return out, loads
+
+
 def compare_trees(args) -> None:
     """Recorders of several source trees at once; per program ns/run over the same benchmark."""
     import subprocess
@@ -146,18 +163,8 @@ def compare_trees(args) -> None:
                 names = _program_names(ids)
                 for i in ids:
                     fds[(tree, names.get(i, str(i)))] = progstats.prog_fd_by_id(i)
-            per = {k: [] for k in fds}
-            loads = []
-            with progstats.run_time_stats():
-                for _ in range(args.rounds):
-                    loads.append(os.getloadavg()[0])
-                    before = {k: progstats.prog_info(fd) for k, fd in fds.items()}
-                    _time_pipe(args.loops)
-                    after = {k: progstats.prog_info(fd) for k, fd in fds.items()}
-                    for k in fds:
-                        runs = after[k].run_cnt - before[k].run_cnt
-                        if runs:
-                            per[k].append(((after[k].run_time_ns - before[k].run_time_ns) / runs, runs))
+            rounds, loads = _rounds(fds, args.rounds, args.loops)
+            per = {k: [(ns / runs, runs) for ns, runs in v if runs] for k, v in rounds.items()}
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -231,17 +238,8 @@ def main() -> None:
         os.sched_setaffinity(0, set(cpus[:-1]) or set(cpus))
         t = threading.Thread(target=drain, daemon=True)
         t.start()
-        per = {fn: [] for fn in progs}
-        loads = []
-        with progstats.run_time_stats():
-            for _ in range(args.rounds):
-                loads.append(os.getloadavg()[0])
-                before = {fn: progstats.prog_info(fd) for fn, fd in progs.items()}
-                _time_pipe(args.loops)
-                after = {fn: progstats.prog_info(fd) for fn, fd in progs.items()}
-                for fn in progs:
-                    runs = after[fn].run_cnt - before[fn].run_cnt
-                    per[fn].append((after[fn].run_time_ns - before[fn].run_time_ns) / max(1, runs))
+        rounds, loads = _rounds(progs, args.rounds, args.loops)
+        per = {fn: [ns / max(1, runs) for ns, runs in v] for fn, v in rounds.items()}
         stop.set()
         t.join()
     finally:
