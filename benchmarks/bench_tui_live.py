@@ -234,13 +234,15 @@ def bench_storm(args) -> list[str]:
         if args.dashboard_only:
             return lines
         fpt = tmp / "storm.fpt"
-        rec = tracer_under_storm([FPUTRACE, "record", "-q", "-o", str(fpt)], args.loops,
-                                 ready_path=fpt)
+        with CpuHogs(args.hog):             # the same condition as the dashboard's run
+            rec = tracer_under_storm([FPUTRACE, "record", "-q", "-o", str(fpt)], args.loops,
+                                     ready_path=fpt)
         from fputrace.recording import open_recording
         counters = open_recording(fpt, warn=False).meta.get("bpf_counters") or {}
         lines.append(f"storm (fputrace record): {rec['storm_s']:.1f} s; BPF offered "
                      f"{counters.get('bpf_events', 0):,} events, lost {counters.get('bpf_lost', 0):,};"
-                     f" RSS peak {rec['rss_peak_kb'] // 1024} MB")
+                     f" RSS peak {rec['rss_peak_kb'] // 1024} MB"
+                     + (f"; {args.hog} CPU hog(s) beside it" if args.hog else ""))
         print(lines[-1], flush=True)
         if args.keep:
             shutil.copy(fpt, args.keep)

@@ -193,3 +193,44 @@ def test_recorder_maps_neither_pandas_nor_the_model_nor_the_compiler(need_bcc, t
     assert "fputrace/model/_engine" not in maps, "the model's engine is mapped in the recorder"
     # what stays is the copy-on-write part of their data (relocations), not their code
     assert sum(resident.values()) < 20 * 1024, {p: f"{kb // 1024} MB" for p, kb in resident.items()}
+
+
+def _nice(stat_path: str) -> int:
+    return int(open(stat_path).read().rsplit(")", 1)[1].split()[16])    # field 19 of stat
+
+
+@pytest.mark.live
+def test_the_readers_run_ahead_of_cpu_jobs_and_the_command_keeps_its_nice(need_bcc, tmp_path):
+    """As root the recorder's threads (ring reader, writer, flush) run at CONSUMER_NICE, so a
+    CPU-bound job beside it takes its CPU from that job's peers, not from the ring's reader; the
+    traced command is started with the nice the recorder itself was given."""
+    from fputrace.capture.priority import CONSUMER_NICE
+    out = tmp_path / "nice.fpt"
+    report = tmp_path / "command-nice"
+    cmd = ("import os, time; time.sleep(2); "
+           f"open({str(report)!r}, 'w').write(str(os.getpriority(os.PRIO_PROCESS, 0)))")
+    proc = subprocess.Popen([*fputrace_cmd(), "record", "-q", "-o", str(out), "--", sys.executable, "-c", cmd],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(0.5)                   # the file is there: its writer threads are starting
+        nice = {}                         # tid -> (thread name, nice)
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            try:
+                nice[int(tid)] = (open(f"/proc/{proc.pid}/task/{tid}/comm").read().strip(),
+                                  _nice(f"/proc/{proc.pid}/task/{tid}/stat"))
+            except OSError:
+                pass
+    finally:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert nice[proc.pid][1] == CONSUMER_NICE, nice                 # the ring's reader
+    # and the threads it starts: the writer and the file's flush thread (Python does not name
+    # OS threads; a library's pool started at import, e.g. OpenBLAS's, keeps nice 0 and sleeps)
+    assert sum(n == CONSUMER_NICE for _, n in nice.values()) >= 3, nice
+    import fputrace
+    tr = fputrace.load(out)
+    assert tr.meta["consumer_nice"] == CONSUMER_NICE
+    assert int(report.read_text()) == os.getpriority(os.PRIO_PROCESS, 0), "the command's nice changed"

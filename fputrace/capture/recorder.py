@@ -18,11 +18,13 @@ from ..heap import bound_heap, trim_heap
 from . import progstats
 from .command import start_command, stop_command
 from .options import CaptureOptions
+from .priority import raise_priority
 
 STATUS_INTERVAL_S = 0.5
-WRITE_QUEUE_BYTES = 16 << 20     # beyond this the consumer writes and the ring absorbs (or LOSTs):
-                                 # 0 lost in the storm with 16 MiB as with 64 (CAPTURE.md (e))
-WRITER_BATCH_EVENTS = 1 << 18    # events per file batch: 10 MiB raw while it fills
+WRITE_QUEUE_BYTES = 4 << 20      # beyond this the consumer writes and the ring absorbs (or LOSTs):
+                                 # 0 lost in the storm with 4 MiB as with 16 or 64 (CAPTURE.md (e))
+WRITER_BATCH_EVENTS = 1 << 16    # events per file batch: 2.5 MiB raw while it fills, and its
+                                 # encoding's copies; 4x as many batches cost ~3% in bytes/event
 
 
 class _WriterThread:
@@ -60,6 +62,7 @@ class _WriterThread:
             return True
 
     def _run(self):
+        raise_priority()
         while True:
             with self._cond:
                 while not self._queue and not self._done:
@@ -154,6 +157,9 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                 child = start_command(cmd)
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
+            # the ring's reader ahead of CPU-bound jobs; after the traced command started, which
+            # keeps the nice it was given (a child inherits its parent thread's)
+            meta["consumer_nice"] = raise_priority()
             # as a context manager: a failure below marks the file aborted instead of complete
             with RecordingWriter(path, meta, max_batch_events=WRITER_BATCH_EVENTS) as writer:
                 wthread = _WriterThread(writer)

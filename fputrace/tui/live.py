@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..capture.priority import CONSUMER_NICE, raise_priority
 from ..heap import bound_heap, trim_heap
 from ..errors import CaptureError
 from ..events import EVENT_DTYPE, TASK_KTHREAD, Kind, comm_to_args
@@ -44,7 +45,6 @@ QUEUE_EVENTS = 1 << 19       # ~0.4 s at 1.2M events/s, 20 MiB: the kernel ring 
 BEHIND_EVENTS = 1 << 16      # a backlog beyond this holds pictures back (feeding comes first)
 LIVE_RING_PAGES_PER_CPU = 8192   # 32 MiB per CPU's ring: ~700k events, >1 s of a storm's CPU
 RING_BEHIND = 0.125          # so does a kernel ring this full: its reader is starved of CPU
-CONSUMER_NICE = -10          # capture and model threads: ahead of nice-0 jobs (weight 9548 vs 1024)
 SWITCH_INTERVAL_S = 0.0005   # GIL hand-over (sys.setswitchinterval) while the live source runs
 FEED_EVENTS = 1 << 18        # queued batches are fed together up to this many (a feed has a
                              # fixed cost: small batches at a low rate would pay it thousands of times)
@@ -304,16 +304,6 @@ class LiveSource(Source):
             self._writer.close()
         self._writer, self._recording_path = None, ""
         return path
-
-
-def raise_priority(nice: int) -> int | None:
-    """Give the calling thread this nice value (Linux: per thread); None if not allowed (not
-    root): the dashboard then works as before, its consumers sharing the CPU evenly."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (OSError, AttributeError):
-        return None
-    return nice
 
 
 def _default_writer_factory(path: str, meta: dict):
