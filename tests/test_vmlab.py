@@ -134,8 +134,38 @@ def _kprobe_layer(lab: dict) -> dict[str, int]:
 # recorder's main thread over the run, bpftrace's kprobe none in the window compared. Suspected,
 # not shown: kernel FPU use inside an ftrace callback (the kprobe recorder's own kprobe handlers)
 # is dropped silently by ftrace's recursion guard for every ftrace-based kprobe, while fentry's
-# direct trampoline bypasses that guard.
+# direct trampoline bypasses that guard. Provoked on 6.1 with a test module whose ftrace callback
+# (on __do_sys_getppid) takes the recursion lock twice, then uses the kernel FPU, 1000 times: the
+# fentry program counted 1000, bpftrace's kprobe on kernel_fpu_begin_mask 0, kprobe nmissed 0,
+# the int3 kprobe 1000; with the lock taken once (what every ftrace callback does) nothing was
+# dropped (ftrace lets one recursion through, its transition bit). So a natural drop needs two
+# nested callbacks in one context; none is known in the lab (tests/vmlab/experiments/ftrace_drop).
+# Now measured, not yet relied on: guest/lab.py's ftrace drop counter (an int3 kprobe past the
+# fentry site against the ftrace-based one on it; armed where the miss counters are, before 6.7)
+# gives each run's drops per function (result["ftrace_drops"], test_ftrace_drop_counter); every
+# use of the slack is reported with that run's figure (TracerSlackWarning in pytest's summary,
+# RESULTS.md).
 TRACER_SLACK = 1
+
+
+class TracerSlackWarning(UserWarning):
+    """A tracer's own row differed beyond the measured reasons and TRACER_SLACK covered it; the
+    message gives the ftrace-layer drops measured in that run."""
+
+
+_SLACK_SEEN: set = set()
+
+
+def _warn_slack(lab: dict, mode: str, r: dict, ours: str, theirs: str, edge: int, fact: str) -> None:
+    key = (lab["kernel"]["release"], mode, r["window"], r["tgid"], ours)
+    if key in _SLACK_SEEN:              # several tests compare the same rows
+        return
+    _SLACK_SEEN.add(key)
+    w = lab["windows"][str(r["window"])]["workload"]
+    warnings.warn(TracerSlackWarning(
+        f"{lab['kernel']['release']} --mode {mode} window {r['window']} ({w}) tracer tgid {r['tgid']}: "
+        f"{ours}={r[ours]} bpftrace={r[theirs]}, {edge} at the window's edge: TRACER_SLACK used; "
+        f"{analysis.drops_note(lab.get('ftrace_drops') or {}, fact)}"))
 
 
 def _tracers(lab: dict) -> set[int]:
@@ -200,11 +230,20 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
         over = sum(max(0, (r[ours] or 0) - r[theirs] - at_edge(r, edge_fact)) for r in rows)
         under = sum(max(0, r[theirs] - (r[ours] or 0) - at_edge(r, edge_fact)) for r in rows)
         if over <= bt_miss.get(fact, 0) and under <= own.get(fact, 0):
+            # the same without the slack: if that fails, the slack was needed; say so per row
+            edge = {id(r): _at_edge(lab, mode, r, edge_fact) for r in rows}
+            over0 = sum(max(0, (r[ours] or 0) - r[theirs] - edge[id(r)]) for r in rows)
+            under0 = sum(max(0, r[theirs] - (r[ours] or 0) - edge[id(r)]) for r in rows)
+            if over0 > bt_miss.get(fact, 0) or under0 > own.get(fact, 0):
+                for r in rows:
+                    if r["tgid"] in tracers and abs((r[ours] or 0) - r[theirs]) > edge[id(r)]:
+                        _warn_slack(lab, mode, r, ours, theirs, edge[id(r)], edge_fact)
             continue
         for r in rows:
             if (r[ours] or 0) != r[theirs]:
                 w = lab["windows"][str(r["window"])]["workload"]
-                out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{' (a tracer)' if r['tgid'] in tracers else ''}: "
+                tracer = f" (a tracer; {analysis.drops_note(lab.get('ftrace_drops') or {}, edge_fact)})"
+                out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{tracer if r['tgid'] in tracers else ''}: "
                            f"{ours}={r[ours]} bpftrace={r[theirs]} (events at the window's edge {_at_edge(lab, mode, r, edge_fact)})")
         out.append(f"{ours}: +{over}/-{under} over all processes beyond the events at window edges; "
                    f"recursion misses: bpftrace {bt_miss.get(fact, 0)}, fputrace {own.get(fact, 0)}")
@@ -396,6 +435,33 @@ def test_fentry_misses_on_preemptible_kernels(lab):
     for mode in ("kprobe", "auto"):
         if mode in own and (mode == "kprobe" or _preemptible(lab)):
             assert own[mode].get("kfpu_begin", 0) <= max(2, 2 * bt), f"{mode}: {own[mode]} (bpftrace {bt})"
+
+
+def test_ftrace_drop_counter(lab):
+    """The ftrace-drop counter (guest/lab.py arm_drop_counters), where the miss counters are
+    armed (before 6.7): beside each ftrace-based kprobe on a probed function's fentry site, an
+    int3 kprobe on the next instruction, listed without [FTRACE] while the entry one has it, and
+    counting: every call reaches both sites, so the int3 kprobe's hits + missed are never fewer
+    than the entry one's beyond the calls between the two sites while a snapshot was read (one
+    per CPU). More are hits the ftrace layer dropped uncounted (reported, not asserted: the
+    tracer slack's suspected cause; see TRACER_SLACK)."""
+    _guest_ok(lab)
+    twins = lab["guest"].get("drop_counters")
+    if not lab["guest"].get("kprobe_counters"):
+        pytest.skip(f"{lab['kernel']['release']}: no tracefs miss counters armed (kernel >= 6.7 counts kprobe "
+                    f"programs' skips itself; the lab adds no kprobes there), so no drop counter either")
+    assert twins and set(twins) == set(lab["guest"]["kprobe_counters"]), twins
+    drops = lab.get("ftrace_drops") or {}
+    bad = {f: t for f, t in twins.items() if "name" not in t or "FTRACE" in (t.get("flags") or "")
+           or "FTRACE" not in (t.get("entry_flags") or "")}
+    assert not bad, f"int3 kprobe not registered past an [FTRACE] entry kprobe: {bad}"
+    assert set(drops) == set(twins) and all("drops" in d for d in drops.values()), drops
+    ncpu = lab["guest"]["facts"].get("nproc") or 1
+    for fact, d in drops.items():
+        entry = d["entry_hits"] + d["entry_missed"]
+        assert d["drops"] >= -ncpu, f"{fact}: the int3 kprobe at {d['at']} saw fewer calls than the entry: {d}"
+        if fact in ("kfpu_begin", "kfpu_end", "xsave", "user_return"):      # busy in every run
+            assert entry > 0 and d["int3_hits"] > 0, f"{fact}: no calls counted: {d}"
 
 
 def test_tif_need_fpu_load_bit(lab):

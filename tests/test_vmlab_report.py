@@ -234,3 +234,45 @@ def test_kprobe_skips_are_hits_minus_runs():
     assert got["bpftrace"] == {"kfpu_begin": 1, "kfpu_end": 0, "xsave": 3}
     assert got["kprobe"] == {"kfpu_begin": 1, "kfpu_end": 1, "xsave": 0}     # begin+end share a name
     assert analysis.kprobe_skips(None, probes) == {}
+
+
+def _drop_snapshots(entry: tuple[int, int], int3: tuple[int, int]):
+    """Two skip-evidence snapshots: kfpu_begin's entry and int3 kprobes grow by these (hits, missed)."""
+    def snap(e, i):
+        return {"kprobes": {"kfpu_begin": {"hits": e[0], "missed": e[1]}},
+                "int3": {"kfpu_begin": {"hits": i[0], "missed": i[1]}}, "programs": []}
+    twins = {"kfpu_begin": {"name": "vmlab_kfpu_begin_int3", "at": "kernel_fpu_begin_mask+5", "offset": 5,
+                            "flags": "", "entry_flags": "[FTRACE]"},
+             "xsave": {"error": "no instruction boundary past the fentry site within 16 bytes"}}
+    return {"ready": snap((100, 0), (100, 0)), "done": snap((100 + entry[0], entry[1]), (100 + int3[0], int3[1]))}, twins
+
+
+def test_ftrace_drops_are_int3_calls_minus_entry_calls():
+    # a reentry the int3 kprobe counts as missed is a call too; the entry kprobe's 1 drop is in neither of its figures
+    skips, twins = _drop_snapshots(entry=(500, 2), int3=(502, 1))
+    got = analysis.ftrace_drops(skips, twins)
+    assert got["kfpu_begin"] == {"at": "kernel_fpu_begin_mask+5", "flags": "", "entry_flags": "[FTRACE]",
+                                 "entry_hits": 500, "entry_missed": 2, "int3_hits": 502, "int3_missed": 1, "drops": 1}
+    assert got["xsave"] == {"error": "no instruction boundary past the fentry site within 16 bytes"}
+    assert "drops on kernel_fpu_begin_mask in this run: 1 (int3 503, entry 502)" in analysis.drops_note(got, "kfpu_begin")
+    assert "not measured" in analysis.drops_note({}, "kfpu_begin")
+    assert analysis.ftrace_drops(None, twins) == {} and analysis.ftrace_drops(skips, {}) == {}
+
+
+def test_results_show_ftrace_drops_and_each_use_of_the_tracer_slack():
+    res = _lab_result()
+    skips, twins = _drop_snapshots(entry=(500, 0), int3=(501, 0))
+    res["ftrace_drops"] = analysis.ftrace_drops(skips, twins)
+    for r in res["rows"]:                        # make the differing row (the idle task's) a tracer's
+        if r["tgid"] == 0:
+            r["tgid"] = 9
+    res["guest"]["bpftrace"]["pid"] = 9
+    text = report.render_results({"6.1": res})
+    assert "| 6.1 | kfpu_begin | kernel_fpu_begin_mask [FTRACE] | kernel_fpu_begin_mask+5  | 500 + 0 | 501 + 0 | +1 |" in text
+    assert "| 6.1 | xsave | no instruction boundary" in text
+    assert ("kfpu_begin +0/−1 (1 in the tracers' own processes; 1 left in a tracer's row: the tests' tracer slack; "
+            "ftrace-layer drops on kernel_fpu_begin_mask in this run: 1 (int3 501, entry 500))") in text
+    # where fputrace's own measured misses cover the difference, the slack is not used and not named
+    res["bpftool"]["misses"]["fentry"] = {"kfpu_begin": 1, "kfpu_end": 1}
+    text = report.render_results({"6.1": res})
+    assert "kfpu_begin +0/−1 (1 in the tracers' own processes; fputrace missed 1)" in text and "tracer slack" not in text

@@ -258,6 +258,46 @@ def kprobe_skips(skips: dict | None, probes: dict[str, str]) -> dict[str, dict[s
     return out
 
 
+def ftrace_drops(skips: dict | None, twins: dict[str, dict] | None) -> dict[str, dict]:
+    """fact -> the kprobe hits the ftrace layer dropped without counting them, between the two
+    snapshots of guest/lab.py: calls that reached the int3 kprobe just past the fentry site
+    (hits + its own nmissed) minus calls that reached the ftrace-based kprobe on the fentry site
+    (hits + nmissed, aggregated with bpftrace's and fputrace --mode kprobe's kprobes), with both
+    figures. Signed: a call between the two sites while a snapshot is read counts on one side only
+    (a few at most). {} where the counters were not armed (6.7+, or an older lab)."""
+    if not skips or "done" not in skips or not twins:
+        return {}
+    a, b = skips["ready"], skips["done"]
+    out = {}
+    for fact, twin in twins.items():
+        if "name" not in twin:
+            out[fact] = {"error": twin.get("error", "?")}
+            continue
+        try:
+            d = {f"{side}_{k}": int(b[key][fact][k]) - int(a[key][fact][k])
+                 for side, key in (("entry", "kprobes"), ("int3", "int3")) for k in ("hits", "missed")}
+        except (KeyError, TypeError):
+            out[fact] = {"error": "no kprobe_profile line for one of the two kprobes in a snapshot"}
+            continue
+        out[fact] = {"at": twin["at"], "flags": twin.get("flags"), "entry_flags": twin.get("entry_flags"), **d,
+                     "drops": d["int3_hits"] + d["int3_missed"] - d["entry_hits"] - d["entry_missed"]}
+    return out
+
+
+def drops_note(drops: dict[str, dict], fact: str) -> str:
+    """One phrase for a difference the tracer slack explains: what the ftrace-drop counter on that
+    fact's function measured in the same run."""
+    d = drops.get(fact)
+    if not drops:
+        return "ftrace-layer drops not measured (the lab arms no kprobe counters on 6.7+; an older run)"
+    if d is None:
+        return f"no ftrace-drop counter on {fact} (not a kprobe on this kernel)"
+    if "drops" not in d:
+        return f"ftrace-drop counter on {fact} failed: {d.get('error')}"
+    return (f"ftrace-layer drops on {d['at'].split('+')[0]} in this run: {d['drops']} "
+            f"(int3 {d['int3_hits'] + d['int3_missed']:,}, entry {d['entry_hits'] + d['entry_missed']:,})")
+
+
 def own_misses(meta: dict) -> dict[str, int] | None:
     """fact -> runs the kernel skipped of this recording's own programs (meta recursion_misses:
     {"kernel_fpu_begin_mask": n, "kprobe:kfpu_begin": n, ...}); None if the recording does not

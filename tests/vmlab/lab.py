@@ -11,6 +11,8 @@
              sums of the model's per-task report, totals, callers, estimate)
   rows       the comparison table, one row per (mode, window, tgid): see ``compare_rows``
   bpftool    every BPF program's run count and recursion misses; ``misses`` per tool and fact
+  ftrace_drops  per fact: kprobe hits the ftrace layer dropped uncounted (an int3 kprobe past
+             the fentry site against the ftrace-based one on it; analysis.ftrace_drops)
 
 The analysis runs on the host (no emulation: seconds instead of minutes) with the same fputrace
 tree the guest used.
@@ -124,6 +126,7 @@ def analyse(run_dir: Path, guest: dict) -> dict:
         for k in bounds:
             rows.extend(compare_rows(mode, k, modes[mode], bt.get(k, {})))
     return {"windows": bounds, "modes": modes, "rows": rows,
+            "ftrace_drops": analysis.ftrace_drops(guest.get("skips"), guest.get("drop_counters")),
             "bpftool": {"programs": analysis.program_runs(progs),
                         "misses": analysis.program_misses(progs) | {"kprobe_layer": {
                             f: int(v["missed"]) for f, v in (guest.get("kprobe_misses") or {}).items()},

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import json
 import os
 import platform
@@ -178,6 +179,41 @@ def stop_recorders(recorders: dict, result: dict) -> None:
 
 KPROBE_EVENTS = Path("/sys/kernel/tracing/kprobe_events")
 KPROBE_PROFILE = Path("/sys/kernel/tracing/kprobe_profile")
+KPROBE_LIST = Path("/sys/kernel/debug/kprobes/list")
+# the fentry site is 5 bytes (call __fentry__, nop5 when idle), after a 4-byte endbr64 where the
+# kernel has IBT: the first instruction boundary past it is at most 9 bytes in
+INT3_MAX_OFFSET = 16
+
+
+def add_kprobe(name: str, where: str) -> None:
+    """Define and enable the tracefs kprobe vmlab/<name> at ``where`` (fn or fn+off); OSError if
+    the kernel refuses it (EILSEQ: ``where`` is not an instruction boundary)."""
+    fd = os.open(KPROBE_EVENTS, os.O_WRONLY | os.O_APPEND)   # O_APPEND without the seek Python's
+    try:                                                     # "a" mode makes (tracefs: EINVAL)
+        os.write(fd, f"p:vmlab/{name} {where}\n".encode())
+    finally:
+        os.close(fd)
+    Path(f"/sys/kernel/tracing/events/vmlab/{name}/enable").write_text("1\n")
+
+
+def remove_kprobe(name: str) -> None:
+    Path(f"/sys/kernel/tracing/events/vmlab/{name}/enable").write_text("0\n")
+    fd = os.open(KPROBE_EVENTS, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, f"-:vmlab/{name}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def kprobe_flags(fn: str, offset: int) -> str | None:
+    """The flags debugfs lists for the kprobes at fn+offset ("[FTRACE]", "[OPTIMIZED]", ""), or
+    None if none is listed there ("ffffffff81040af0  k  kernel_fpu_begin_mask+0x0    [FTRACE]")."""
+    where = f"{fn}+{offset:#x}"
+    for line in KPROBE_LIST.read_text().splitlines():
+        parts = line.split(None, 3)
+        if len(parts) >= 3 and parts[2] == where:
+            return parts[3].strip() if len(parts) > 3 else ""
+    return None
 
 
 def arm_miss_counters(probes: dict[str, str]) -> dict[str, str]:
@@ -189,27 +225,67 @@ def arm_miss_counters(probes: dict[str, str]) -> dict[str, str]:
     armed = {}
     for fact, fn in probes.items():
         name = f"vmlab_{fact}"
-        try:      # O_APPEND without the seek Python's "a" mode makes (tracefs: EINVAL)
-            fd = os.open(KPROBE_EVENTS, os.O_WRONLY | os.O_APPEND)
-            try:
-                os.write(fd, f"p:vmlab/{name} {fn}\n".encode())
-            finally:
-                os.close(fd)
-            Path(f"/sys/kernel/tracing/events/vmlab/{name}/enable").write_text("1\n")
+        try:
+            add_kprobe(name, fn)
             armed[fact] = name
         except OSError as err:
             log(f"kprobe miss counter for {fn}: {err}")
     return armed
 
 
-def skip_evidence(armed: dict[str, str]) -> dict:
+def arm_drop_counters(probes: dict[str, str]) -> dict[str, dict]:
+    """Beside each function-entry counter (an ftrace-based kprobe: the fentry site), an int3
+    kprobe on the first instruction after the fentry site, to measure the hits the ftrace layer
+    drops without counting them: kprobe_ftrace_handler returns at once when
+    ftrace_test_recursion_trylock fails (ftrace callback recursion; counted only with
+    CONFIG_FTRACE_RECORD_RECURSION, off in Debian's kernels), for every kprobe on that address
+    (bpftrace's, fputrace --mode kprobe's, ours). An int3 kprobe does not pass that guard, and
+    counts its own reentries in nmissed. No instruction lies between the two sites, so every call
+    that reaches the first reaches the second: (int3 hits + missed) - (entry hits + missed) are
+    the drops. The offset is found by asking the kernel: it refuses a kprobe off an instruction
+    boundary (EILSEQ), and lists one on the fentry site (+0, or +4 after endbr64) as [FTRACE].
+    -> fact -> {name, at, offset, flags, entry_flags} or {error}."""
+    out = {}
+    for fact, fn in probes.items():
+        name = f"vmlab_{fact}_int3"
+        out[fact] = {"error": f"no instruction boundary past the fentry site within {INT3_MAX_OFFSET} bytes"}
+        for off in range(1, INT3_MAX_OFFSET + 1):
+            try:
+                add_kprobe(name, f"{fn}+{off}")
+            except OSError as err:
+                if err.errno == errno.EILSEQ:      # inside an instruction
+                    continue
+                out[fact] = {"error": f"{fn}+{off}: {err}"}
+                break
+            try:
+                flags = kprobe_flags(fn, off)
+                entry = next((f for o in range(off) if (f := kprobe_flags(fn, o)) is not None), None)
+            except OSError as err:                   # no debugfs: the sites cannot be told apart
+                remove_kprobe(name)
+                out[fact] = {"error": f"{KPROBE_LIST}: {err}"}
+                break
+            if flags is None or "FTRACE" in flags:   # the fentry site itself (after endbr64)
+                remove_kprobe(name)
+                continue
+            out[fact] = {"name": name, "at": f"{fn}+{off}", "offset": off, "flags": flags, "entry_flags": entry}
+            break
+        log(f"ftrace drop counter for {fn}: {out[fact]}")
+    return out
+
+
+def skip_evidence(armed: dict[str, str], twins: dict[str, dict] | None = None) -> dict:
     """What the kernel counted at this moment: per probed function the kprobe's hits (every hit
     that reached the handlers) and misses, and every BPF program's run count. Taken when all
     tracers are ready and again after the last window: hits minus a kprobe program's runs in
     between are the runs the kernel skipped (bpf_prog_active: the hit came while another kprobe
-    or tracepoint program ran on that CPU), which kernels before ~6.7 count nowhere else."""
-    return {"kprobes": kprobe_misses(armed), "programs": [
-        {"type": p.get("type"), "name": p.get("name"), "run_cnt": p.get("run_cnt")} for p in bpf_programs()]}
+    or tracepoint program ran on that CPU), which kernels before ~6.7 count nowhere else.
+    ``int3``: the same for the int3 kprobes of arm_drop_counters (read in the same pass over
+    kprobe_profile as the function-entry ones)."""
+    both = kprobe_misses({**armed, **{f"{f}_int3": t["name"] for f, t in (twins or {}).items() if "name" in t}})
+    return {"kprobes": {f: v for f, v in both.items() if f in armed},
+            "int3": {f.removesuffix("_int3"): v for f, v in both.items() if f.endswith("_int3")},
+            "programs": [{"type": p.get("type"), "name": p.get("name"), "run_cnt": p.get("run_cnt")}
+                         for p in bpf_programs()]}
 
 
 def kprobe_misses(armed: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -347,7 +423,9 @@ def main() -> int:
     # runs exactly the tracers of every run that did not crash (see start_bpftrace)
     result["kprobe_counters"] = (arm_miss_counters(result["bpftrace"]["probes"])
                                  if release() < (6, 7) else {})
-    result["skips"] = {"ready": skip_evidence(result["kprobe_counters"])}
+    result["drop_counters"] = arm_drop_counters({f: result["bpftrace"]["probes"][f]
+                                                 for f in result["kprobe_counters"]})
+    result["skips"] = {"ready": skip_evidence(result["kprobe_counters"], result["drop_counters"])}
     save()
 
     # --- the workloads, one window each
@@ -371,7 +449,7 @@ def main() -> int:
     #     then clean stops (recorders drain and close their files), but the measuring recorder
     (out / "bpftool-prog.json").write_text(json.dumps(bpf_programs()))
     result["kprobe_misses"] = kprobe_misses(result["kprobe_counters"])
-    result["skips"]["done"] = skip_evidence(result["kprobe_counters"])
+    result["skips"]["done"] = skip_evidence(result["kprobe_counters"], result["drop_counters"])
     keep = next((m for m in MEASURE_MODES if m in recorders), None)
     result["measure_mode"] = keep
     stop_recorders({m: r for m, r in recorders.items() if m != keep}, result)
