@@ -6,9 +6,10 @@
 # For depth 1 and 2 (recursion locks the module's ftrace callback on __do_sys_getppid holds while it
 # uses the kernel FPU): 1000 getppid() calls; kprobe_profile of an ftrace-based kprobe on
 # kernel_fpu_begin_mask and an int3 kprobe at +5 (the next instruction on 6.1), and bpftrace's
-# fentry (kfunc) and kprobe counts of the same function. Measured 2026-12-01 (6.1.0-57, TCG):
-# depth 1 (bpftrace not attached): entry +1005, int3 +1005: nothing dropped (ftrace lets one
-# recursion through); depth 2: entry +3, int3 +1003, nmissed 0 on both, fentry 1000, kprobe 0.
+# fentry (kfunc) and kprobe counts of the same function. Measured 2026-12-02 00:17 UTC (6.1.0-57,
+# TCG, this script): depth 1: entry +1002, int3 +1002, fentry 1000, kprobe 1000: nothing dropped
+# (ftrace lets one recursion through); depth 2: entry +1, int3 +1001, nmissed 0 on both, fentry
+# 1000, kprobe 0.
 set -e
 B=$(dirname "$(readlink -f "$0")"); T=/sys/kernel/tracing
 for depth in 1 2; do
