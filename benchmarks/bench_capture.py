@@ -148,6 +148,11 @@ BPFTRACE_COUNT = ("tracepoint:sched:sched_switch { @sw = count(); } "
                   "tracepoint:x86_fpu:x86_fpu_regs_deactivated { @deact = count(); }")
 
 
+# the cheapest tracer that streams every hit of fputrace's hot tracepoints (benchmarks/min_streamer.py):
+# a clock read and a 48-byte ring record per hit, nothing else; kind -> how many tracepoints
+STREAMERS = {"streamer5": 5, "streamer3": 3}
+
+
 BASELINE = None   # --baseline TREE: another source tree's recorder, alternated with this one's
 
 
@@ -172,6 +177,18 @@ def _tracer(kind: str, d: str) -> tuple[list[str], callable]:
     if kind == "perf":
         return (["perf", "record", "-q", "-a", "-o", f"{d}/p.data", *sum((["-e", e] for e in PERF_EVENTS), [])],
                 lambda proc: time.sleep(2.0))
+    if kind in STREAMERS:
+        out = f"{d}/{kind}.json"
+        if os.path.exists(out):
+            os.unlink(out)
+
+        def ready(proc):                       # it prints "Attached N programs" once attached
+            line = proc.stdout.readline()
+            if "Attached" not in line:
+                raise RuntimeError(f"min_streamer did not attach: {line!r} {proc.stderr.read()[-300:]}")
+            time.sleep(0.3)
+        return [sys.executable, "-m", "benchmarks.min_streamer", "--tracepoints", str(STREAMERS[kind]),
+                "-o", out], ready
     if kind == "bpftrace":
         def ready(proc):                       # it prints "Attaching 3 probes..." once attached
             line = proc.stdout.readline()
@@ -188,7 +205,7 @@ def _run_traced(kind: str, d: str, loops: int, inspect=None):
     if kind is None:
         return _time_pipe(loops)
     cmd, ready = _tracer(kind, d)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         ready(proc)
         if inspect:
@@ -280,26 +297,30 @@ def _floor_program():
 def bench_overhead(args) -> None:
     """(b) perf bench sched pipe under each tracer, and what each fputrace program costs.
 
-    Slowdown: untraced / fputrace record (tracepoint mode) / perf record of the import's
-    tracepoints / bpftrace counting the three per-switch tracepoints in kernel maps, alternated
-    for ``--rounds`` rounds, medians, ratios within this run (kernel.bpf_stats_enabled as found).
-    Cost: one more round each of fputrace and bpftrace with BPF run-time statistics on
-    (BPF_ENABLE_STATS): per program, runs and ns per run over the benchmark, from bpf_prog_info."""
+    Slowdown: untraced / fputrace record (tracepoint mode) / the minimal streamer (a clock read and
+    a ring record per hit of fputrace's 5 hot tracepoints, or of bpftrace's 3: the floor of
+    streaming every event) / perf record of the import's tracepoints / bpftrace counting the three
+    per-switch tracepoints in kernel maps, alternated for ``--rounds`` rounds, medians, ratios
+    within this run (kernel.bpf_stats_enabled as found). Cost: ``--cost-rounds`` more rounds each
+    of fputrace, the streamers and bpftrace with BPF run-time statistics on (BPF_ENABLE_STATS):
+    per program, runs and ns per run over the benchmark, from bpf_prog_info."""
     import statistics
     global PIN
     PIN = sorted(os.sched_getaffinity(0))[-1]
     loops = args.loops
-    kinds = [None, "fputrace", *(["baseline"] if args.baseline else []), "perf", "bpftrace"]
+    kinds = [None, "fputrace", *(["baseline"] if args.baseline else []), *STREAMERS, "perf", "bpftrace"]
     global BASELINE
     BASELINE = args.baseline and os.path.abspath(args.baseline)
     labels = {None: "untraced", "fputrace": "fputrace record (tracepoint mode)",
               "baseline": f"fputrace record of {args.baseline}",
+              "streamer5": "minimal streamer, 5 tracepoints",
+              "streamer3": "minimal streamer, bpftrace's 3 tracepoints",
               "perf": "perf record -a (fputrace import's events)", "bpftrace": "bpftrace counting 3 tracepoints"}
     times = {k: [] for k in kinds}
     from fputrace.capture import progstats
     stats_on = progstats.stats_enabled()
     load0 = os.getloadavg()[0]
-    streamed = []                 # fputrace rounds: (events recorded, events lost)
+    streamed = {k: [] for k in ("fputrace", *STREAMERS)}    # per round: (events streamed, events lost)
     with tempfile.TemporaryDirectory() as d:
         for _ in range(args.rounds):
             for k in kinds:
@@ -307,8 +328,13 @@ def bench_overhead(args) -> None:
                 if k in ("fputrace", "baseline"):
                     from fputrace.recording.reader import open_recording
                     meta = open_recording(f"{d}/o.fpt").meta
-                    streamed.append((meta.get("events", 0), sum((meta.get("lost_per_cpu") or {}).values())))
-        measured = {k: [] for k in ("fputrace", *(["baseline"] if args.baseline else []), "bpftrace")}
+                    streamed["fputrace"].append((meta.get("events", 0),
+                                                 sum((meta.get("lost_per_cpu") or {}).values())))
+                elif k in STREAMERS:
+                    with open(f"{d}/{k}.json") as f:
+                        summary = json.load(f)
+                    streamed[k].append((summary["events"], summary["lost"]))
+        measured = {k: [] for k in ("fputrace", *(["baseline"] if args.baseline else []), *STREAMERS, "bpftrace")}
         for _ in range(args.cost_rounds):           # alternated too: the host drifts between rounds
             for k in measured:
                 measured[k].append(_program_costs(k, d, loops))
@@ -322,9 +348,11 @@ def bench_overhead(args) -> None:
         print(f"overhead: {labels[k]:<44s} cpu {cpu[k]:.3f} s  ratio {cpu[k] / cpu[None]:.2f}  "
               f"(wall {wall[k]:.2f} s, ratio {wall[k] / wall[None]:.2f}; cpu runs: "
               f"{', '.join(f'{c:.3f}' for _, c in times[k])})")
-    print(f"overhead: fputrace streamed every event: {', '.join(f'{e:,} events {lost:,} lost' for e, lost in streamed)}"
-          if not any(lost for _, lost in streamed) else
-          f"overhead: fputrace LOST events: {', '.join(f'{e:,} events {lost:,} lost' for e, lost in streamed)}")
+    for k, rounds in streamed.items():
+        name = "fputrace" if k == "fputrace" else labels[k]
+        runs = ", ".join(f"{e:,} events {lost:,} lost" for e, lost in rounds)
+        print(f"overhead: {name} streamed every event: {runs}" if not any(lost for _, lost in rounds) else
+              f"overhead: {name} LOST events: {runs}")
     for k, (rows, wall) in costs.items():
         print(f"cost: {labels[k]} ({args.cost_rounds} round(s) with BPF run-time statistics on, median ns/run; "
               f"benchmark cpu {wall:.3f} s):")
