@@ -149,8 +149,10 @@ BPFTRACE_COUNT = ("tracepoint:sched:sched_switch { @sw = count(); } "
 
 
 # the cheapest tracer that streams every hit of fputrace's hot tracepoints (benchmarks/min_streamer.py):
-# a clock read and a 48-byte ring record per hit, nothing else; kind -> how many tracepoints
-STREAMERS = {"streamer5": 5, "streamer3": 3}
+# a clock read and a 48-byte ring record per hit, nothing else (kind -> its arguments); and the same
+# reduced to the records fputrace writes (2 per switch), on its 5 tracepoints
+STREAMERS = {"streamer5": ["--tracepoints", "5"], "streamer3": ["--tracepoints", "3"],
+             "streamer_fpt": ["--shape", "fputrace"]}
 
 
 BASELINE = None   # --baseline TREE: another source tree's recorder, alternated with this one's
@@ -187,8 +189,7 @@ def _tracer(kind: str, d: str) -> tuple[list[str], callable]:
             if "Attached" not in line:
                 raise RuntimeError(f"min_streamer did not attach: {line!r} {proc.stderr.read()[-300:]}")
             time.sleep(0.3)
-        return [sys.executable, "-m", "benchmarks.min_streamer", "--tracepoints", str(STREAMERS[kind]),
-                "-o", out], ready
+        return [sys.executable, "-m", "benchmarks.min_streamer", *STREAMERS[kind], "-o", out], ready
     if kind == "bpftrace":
         def ready(proc):                       # it prints "Attaching 3 probes..." once attached
             line = proc.stdout.readline()
@@ -315,6 +316,7 @@ def bench_overhead(args) -> None:
               "baseline": f"fputrace record of {args.baseline}",
               "streamer5": "minimal streamer, 5 tracepoints",
               "streamer3": "minimal streamer, bpftrace's 3 tracepoints",
+              "streamer_fpt": "minimal streamer of fputrace's records",
               "perf": "perf record -a (fputrace import's events)", "bpftrace": "bpftrace counting 3 tracepoints"}
     times = {k: [] for k in kinds}
     from fputrace.capture import progstats
@@ -345,8 +347,10 @@ def bench_overhead(args) -> None:
           f"medians of the benchmark's CPU time (load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} "
           f"at end; bpf_stats {'on' if stats_on else 'off'})")
     for k in kinds:
+        # each round's ratio to that round's untraced run: drift of the host between rounds cancels
+        per_round = statistics.median(c / u for (_, c), (_, u) in zip(times[k], times[None]))
         print(f"overhead: {labels[k]:<44s} cpu {cpu[k]:.3f} s  ratio {cpu[k] / cpu[None]:.2f}  "
-              f"(wall {wall[k]:.2f} s, ratio {wall[k] / wall[None]:.2f}; cpu runs: "
+              f"(per round {per_round:.2f}; wall {wall[k]:.2f} s, ratio {wall[k] / wall[None]:.2f}; cpu runs: "
               f"{', '.join(f'{c:.3f}' for _, c in times[k])})")
     for k, rounds in streamed.items():
         name = "fputrace" if k == "fputrace" else labels[k]

@@ -14,6 +14,12 @@ sched_switch, x86_fpu_regs_deactivated, x86_fpu_regs_activated and (``--tracepoi
 default) raw_syscalls sys_enter/sys_exit, which fputrace follows for its inference; ``3``: only
 the three bpftrace counts. No field of any kernel struct is read.
 
+``--shape fputrace``: the same on fputrace's 5 tracepoints, but only the records fputrace writes
+there: per context switch a clock read at sched_switch, a record at regs_deactivated stamped
+with it (fputrace's switch-with-its-save record), a clock read and a record at regs_activated;
+empty syscall programs (fputrace runs them for its inference and writes nothing in the common
+case). The floor of fputrace's own stream.
+
 User space drains the rings with fputrace's own reader (``ringbuf.PerCpuRings``: mmap, bulk numpy
 read, one consumer_pos store per ring and read, epoll with fputrace's 100 ms timeout) and counts
 records. It prints "Attached N programs" once attached; on SIGINT or SIGTERM it detaches, drains
@@ -39,7 +45,8 @@ BPF_RINGBUF_OUTPUT(events_inner, 1);
 BPF_ARRAY_OF_MAPS(events, "events_inner", NCPUS);
 BPF_PERCPU_ARRAY(counts, u64, 2);          /* [0] records offered, [1] reserves that failed */
 
-static __always_inline int stream(u8 kind)
+/* one record of `kind` stamped `ts` (0: read the clock once the record is reserved) */
+static __always_inline int stream_at(u8 kind, u64 ts)
 {
 	u32 cpu = bpf_get_smp_processor_id();
 	void *ring = events.lookup(&cpu);
@@ -56,7 +63,7 @@ static __always_inline int stream(u8 kind)
 			*lost += 1;
 		return 0;
 	}
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts ? ts : bpf_ktime_get_ns();
 	e->a0 = 0;
 	e->a1 = 0;
 	e->tid = 0;
@@ -68,16 +75,40 @@ static __always_inline int stream(u8 kind)
 	bpf_ringbuf_submit(e, (seq & (WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
+
+static __always_inline int stream(u8 kind)
+{
+	return stream_at(kind, 0);
+}
 """
 
 
-def source(tracepoints: list[str]) -> str:
+# --shape fputrace: fputrace's records and no more, on its 5 tracepoints. Per context switch it
+# writes two records (the switch with its save, stamped at sched_switch; the restore) and reads the
+# clock twice; the syscall programs write nothing (they run for the inference).
+FPUTRACE_SHAPE = r"""
+BPF_PERCPU_ARRAY(switch_ts, u64, 1);
+int s_sched_switch(u64 *ctx) { u32 k = 0; u64 *ts = switch_ts.lookup(&k); if (ts) *ts = bpf_ktime_get_ns(); return 0; }
+int s_x86_fpu_regs_deactivated(u64 *ctx) { u32 k = 0; u64 *ts = switch_ts.lookup(&k); return ts ? stream_at(2, *ts) : 0; }
+int s_x86_fpu_regs_activated(u64 *ctx) { return stream(3); }
+int s_sys_enter(u64 *ctx) { return 0; }
+int s_sys_exit(u64 *ctx) { return 0; }
+"""
+
+
+def source(tracepoints: list[str], shape: str) -> str:
+    if shape == "fputrace":
+        return PROGRAM + FPUTRACE_SHAPE
     return PROGRAM + "".join(f"int s_{tp}(u64 *ctx) {{ return stream({i + 1}); }}\n" for i, tp in enumerate(tracepoints))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tracepoints", type=int, choices=sorted(TRACEPOINTS), default=5)
+    ap.add_argument("--shape", choices=["every-hit", "fputrace"], default="every-hit",
+                    help="every-hit: a clock read and a record per hit (default); fputrace: fputrace's "
+                    "records only, on its 5 tracepoints (2 clock reads and 2 records per switch, empty "
+                    "syscall programs)")
     ap.add_argument("-o", "--output", help="write the summary (JSON) here too")
     args = ap.parse_args()
     from bcc import BPF
@@ -91,8 +122,8 @@ def main() -> int:
     feat = host_features()
     apply(feat.headers)
     cpus, pages = feat.possible_cpus, DEFAULT_MAX_PAGES_PER_CPU      # as fputrace record by default
-    tps = TRACEPOINTS[args.tracepoints]
-    b = BPF(text=source(tps).encode(), cflags=[f"-I{bpf_dir()}", f"-DNCPUS={cpus}",
+    tps = TRACEPOINTS[5 if args.shape == "fputrace" else args.tracepoints]
+    b = BPF(text=source(tps, args.shape).encode(), cflags=[f"-I{bpf_dir()}", f"-DNCPUS={cpus}",
                                                 f"-DWAKEUP_EVERY={wakeup_every(pages, 1)}"])
     rings = PerCpuRings(b, cpus, pages * mmap.PAGESIZE)
     stop = threading.Event()
