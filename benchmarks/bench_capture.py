@@ -300,7 +300,7 @@ def bench_overhead(args) -> None:
 
     Slowdown: untraced / fputrace record (tracepoint mode) / the minimal streamer (a clock read and
     a ring record per hit of fputrace's 5 hot tracepoints, or of bpftrace's 3: the floor of
-    streaming every event) / perf record of the import's tracepoints / bpftrace counting the three
+    streaming every event; or only the records fputrace writes: the floor of its own stream) / perf record of the import's tracepoints / bpftrace counting the three
     per-switch tracepoints in kernel maps, alternated for ``--rounds`` rounds, medians, ratios
     within this run (kernel.bpf_stats_enabled as found). Cost: ``--cost-rounds`` more rounds each
     of fputrace, the streamers and bpftrace with BPF run-time statistics on (BPF_ENABLE_STATS):
