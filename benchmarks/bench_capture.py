@@ -152,6 +152,7 @@ BPFTRACE_COUNT = ("tracepoint:sched:sched_switch { @sw = count(); } "
 # a clock read and a 48-byte ring record per hit, nothing else (kind -> its arguments); and the same
 # reduced to the records fputrace writes (2 per switch), on its 5 tracepoints
 STREAMERS = {"streamer5": ["--tracepoints", "5"], "streamer3": ["--tracepoints", "3"],
+             "streamer3_sys": ["--tracepoints", "3", "--empty-syscalls"],   # what attaching raw_syscalls costs
              "streamer_fpt": ["--shape", "fputrace"]}
 
 
@@ -300,7 +301,8 @@ def bench_overhead(args) -> None:
 
     Slowdown: untraced / fputrace record (tracepoint mode) / the minimal streamer (a clock read and
     a ring record per hit of fputrace's 5 hot tracepoints, or of bpftrace's 3: the floor of
-    streaming every event; or only the records fputrace writes: the floor of its own stream) / perf record of the import's tracepoints / bpftrace counting the three
+    streaming every event; the 3 with empty raw_syscalls programs beside; or only the records
+    fputrace writes: the floor of its own stream) / perf record of the import's tracepoints / bpftrace counting the three
     per-switch tracepoints in kernel maps, alternated for ``--rounds`` rounds, medians, ratios
     within this run (kernel.bpf_stats_enabled as found). Cost: ``--cost-rounds`` more rounds each
     of fputrace, the streamers and bpftrace with BPF run-time statistics on (BPF_ENABLE_STATS):
@@ -316,6 +318,7 @@ def bench_overhead(args) -> None:
               "baseline": f"fputrace record of {args.baseline}",
               "streamer5": "minimal streamer, 5 tracepoints",
               "streamer3": "minimal streamer, bpftrace's 3 tracepoints",
+              "streamer3_sys": "the same + empty raw_syscalls programs",
               "streamer_fpt": "minimal streamer of fputrace's records",
               "perf": "perf record -a (fputrace import's events)", "bpftrace": "bpftrace counting 3 tracepoints"}
     times = {k: [] for k in kinds}

@@ -96,10 +96,14 @@ int s_sys_exit(u64 *ctx) { return 0; }
 """
 
 
-def source(tracepoints: list[str], shape: str) -> str:
+EMPTY_SYSCALLS = "int s_sys_enter(u64 *ctx) { return 0; }\nint s_sys_exit(u64 *ctx) { return 0; }\n"
+
+
+def source(tracepoints: list[str], shape: str, empty_syscalls: bool = False) -> str:
     if shape == "fputrace":
         return PROGRAM + FPUTRACE_SHAPE
-    return PROGRAM + "".join(f"int s_{tp}(u64 *ctx) {{ return stream({i + 1}); }}\n" for i, tp in enumerate(tracepoints))
+    return PROGRAM + "".join(f"int s_{tp}(u64 *ctx) {{ return stream({i + 1}); }}\n"
+                             for i, tp in enumerate(tracepoints)) + (EMPTY_SYSCALLS if empty_syscalls else "")
 
 
 def main() -> int:
@@ -109,6 +113,8 @@ def main() -> int:
                     help="every-hit: a clock read and a record per hit (default); fputrace: fputrace's "
                     "records only, on its 5 tracepoints (2 clock reads and 2 records per switch, empty "
                     "syscall programs)")
+    ap.add_argument("--empty-syscalls", action="store_true", help="with --tracepoints 3: also attach empty "
+                    "sys_enter/sys_exit programs (what attaching raw_syscalls costs by itself)")
     ap.add_argument("-o", "--output", help="write the summary (JSON) here too")
     args = ap.parse_args()
     from bcc import BPF
@@ -123,7 +129,8 @@ def main() -> int:
     apply(feat.headers)
     cpus, pages = feat.possible_cpus, DEFAULT_MAX_PAGES_PER_CPU      # as fputrace record by default
     tps = TRACEPOINTS[5 if args.shape == "fputrace" else args.tracepoints]
-    b = BPF(text=source(tps, args.shape).encode(), cflags=[f"-I{bpf_dir()}", f"-DNCPUS={cpus}",
+    empty = args.empty_syscalls and args.shape == "every-hit" and args.tracepoints == 3
+    b = BPF(text=source(tps, args.shape, empty).encode(), cflags=[f"-I{bpf_dir()}", f"-DNCPUS={cpus}",
                                                 f"-DWAKEUP_EVERY={wakeup_every(pages, 1)}"])
     rings = PerCpuRings(b, cpus, pages * mmap.PAGESIZE)
     stop = threading.Event()
@@ -131,7 +138,7 @@ def main() -> int:
         signal.signal(sig, lambda *_: stop.set())
     progs, links, events = [], [], 0
     try:
-        for tp in tps:
+        for tp in tps + (["sys_enter", "sys_exit"] if empty else []):
             fd = tpbtf.load(b.dump_func(f"s_{tp}".encode()), feat.btf_types.typedef_id(f"btf_trace_{tp}"), tp)
             progs.append(fd)
             links.append(tpbtf.attach(fd))
