@@ -14,6 +14,9 @@ sched_switch, x86_fpu_regs_deactivated, x86_fpu_regs_activated and (``--tracepoi
 default) raw_syscalls sys_enter/sys_exit, which fputrace follows for its inference; ``3``: only
 the three bpftrace counts. No field of any kernel struct is read.
 
+``--empty-syscalls`` (with ``--tracepoints 3``): also empty sys_enter/sys_exit programs, to see
+what attaching raw_syscalls costs by itself.
+
 ``--shape fputrace``: the same on fputrace's 5 tracepoints, but only the records fputrace writes
 there: per context switch a clock read at sched_switch, a record at regs_deactivated stamped
 with it (fputrace's switch-with-its-save record), a clock read and a record at regs_activated;
