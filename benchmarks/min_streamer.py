@@ -139,9 +139,10 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    tps = tps + (["sys_enter", "sys_exit"] if empty else [])
     progs, links, events = [], [], 0
     try:
-        for tp in tps + (["sys_enter", "sys_exit"] if empty else []):
+        for tp in tps:
             fd = tpbtf.load(b.dump_func(f"s_{tp}".encode()), feat.btf_types.typedef_id(f"btf_trace_{tp}"), tp)
             progs.append(fd)
             links.append(tpbtf.attach(fd))
