@@ -464,6 +464,12 @@ def test_ftrace_drop_counter(lab):
         assert d["drops"] >= -ncpu, f"{fact}: the int3 kprobe at {d['at']} saw fewer calls than the entry: {d}"
         if fact in ("kfpu_begin", "kfpu_end", "xsave", "user_return"):      # busy in every run
             assert entry > 0 and d["int3_hits"] > 0, f"{fact}: no calls counted: {d}"
+    # the same calls as trace events, paired per task (drops found there are listed, not asserted)
+    traced = lab.get("ftrace_drops_traced") or {}
+    if "events" in traced or lab["guest"].get("drop_trace"):
+        assert "events" in traced, f"the trace buffer pairing failed: {traced}"
+        assert traced["events"] > 0 and not sum(traced["overrun"].values()), \
+            f"trace buffer: {traced['events']} counter events, overruns {traced['overrun']}"
 
 
 def test_tif_need_fpu_load_bit(lab):

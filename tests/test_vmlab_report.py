@@ -276,3 +276,32 @@ def test_results_show_ftrace_drops_and_each_use_of_the_tracer_slack():
     res["bpftool"]["misses"]["fentry"] = {"kfpu_begin": 1, "kfpu_end": 1}
     text = report.render_results({"6.1": res})
     assert "kfpu_begin +0/−1 (1 in the tracers' own processes; fputrace missed 1)" in text and "tracer slack" not in text
+
+
+def test_trace_pairing_finds_int3_hits_without_an_entry_hit():
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("guest_lab", lab.GUEST_DIR / "lab.py")
+    guest = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(lab.GUEST_DIR))
+    spec.loader.exec_module(guest)
+    twins = {"kfpu_begin": {"name": "vmlab_kfpu_begin_int3"}, "xsave": {"name": "vmlab_xsave_int3"}}
+    lines = [
+        "# tracer: nop",
+        "          python3-354     [001] d..1.   100.000001: vmlab_kfpu_begin: (kernel_fpu_begin_mask+0x0/0x130)",
+        "           <idle>-0       [000] d.h1.   100.000002: vmlab_xsave: (save_fpregs_to_fpstate+0x0/0x90)",
+        # an interrupt's call nested between the entry and the int3 site of the task's own call
+        "          python3-354     [001] d.h2.   100.000003: vmlab_kfpu_begin: (kernel_fpu_begin_mask+0x0/0x130)",
+        "          python3-354     [001] d.h2.   100.000004: vmlab_kfpu_begin_int3: (kernel_fpu_begin_mask+0x5/0x130)",
+        "          python3-354     [001] d..1.   100.000005: vmlab_kfpu_begin_int3: (kernel_fpu_begin_mask+0x5/0x130)",
+        "           <idle>-0       [001] d.h1.   100.000006: vmlab_xsave_int3: (save_fpregs_to_fpstate+0x5/0x90)",
+        "   fputrace-281   [000] ....   100.000007: vmlab_kfpu_begin_int3: (kernel_fpu_begin_mask+0x5/0x130)",
+        "           <idle>-0       [000] d.h1.   100.000008: vmlab_xsave_int3: (save_fpregs_to_fpstate+0x5/0x90)",
+    ]
+    got = guest.unpaired_calls(lines, twins)
+    # fputrace's int3 hit had no entry hit; the idle task's xsave entry on CPU 0 pairs with the int3
+    # hit on CPU 0, not with the one on CPU 1
+    assert got["events"] == 8 and got["entries_left"] == 0
+    assert got["drops"] == [{"fact": "xsave", "ts": 100.000006, "cpu": 1, "pid": 0, "comm": "<idle>"},
+                            {"fact": "kfpu_begin", "ts": 100.000007, "cpu": 0, "pid": 281, "comm": "fputrace"}]
+    traced = analysis.traced_drops(got, {3: {"lo": 100_000_006_500, "hi": 100_000_010_000}})
+    assert [d["window"] for d in traced["drops"]] == [0, 3]

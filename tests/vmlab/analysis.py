@@ -284,6 +284,18 @@ def ftrace_drops(skips: dict | None, twins: dict[str, dict] | None) -> dict[str,
     return out
 
 
+def traced_drops(trace: dict | None, bounds: dict[int, dict]) -> dict:
+    """guest/lab.py's pairing of the counter events in the trace buffer (mono clock = the markers'):
+    each int3 hit with no entry hit before it in its task, with the window it fell in (0: none).
+    Such a call is a drop, or a hit the entry kprobe counted as missed (nmissed, beside it)."""
+    if not trace or "events" not in trace:
+        return dict(trace or {})
+    out = dict(trace)
+    win = _window_of(np.array([int(d["ts"] * 1e9) for d in trace["drops"]], np.uint64), bounds)
+    out["drops"] = [d | {"window": int(k)} for d, k in zip(trace["drops"], win)]
+    return out
+
+
 def drops_note(drops: dict[str, dict], fact: str) -> str:
     """One phrase for a difference the tracer slack explains: what the ftrace-drop counter on that
     fact's function measured in the same run."""

@@ -127,6 +127,7 @@ def analyse(run_dir: Path, guest: dict) -> dict:
             rows.extend(compare_rows(mode, k, modes[mode], bt.get(k, {})))
     return {"windows": bounds, "modes": modes, "rows": rows,
             "ftrace_drops": analysis.ftrace_drops(guest.get("skips"), guest.get("drop_counters")),
+            "ftrace_drops_traced": analysis.traced_drops(guest.get("drop_trace"), bounds),
             "bpftool": {"programs": analysis.program_runs(progs),
                         "misses": analysis.program_misses(progs) | {"kprobe_layer": {
                             f: int(v["missed"]) for f, v in (guest.get("kprobe_misses") or {}).items()},

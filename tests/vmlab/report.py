@@ -206,6 +206,19 @@ def render_results(results: dict[str, dict]) -> str:
             out.append(f"| {label} | {fact} | {d['at'].split('+')[0]} {d.get('entry_flags') or ''} | {d['at']} "
                        f"{d.get('flags') or ''} | {d['entry_hits']:,} + {d['entry_missed']:,} | "
                        f"{d['int3_hits']:,} + {d['int3_missed']:,} | {d['drops']:+,} |")
+    out += ["", "The same calls paired in the trace buffer (each counter hit is also a trace event, on the "
+            "markers' clock): an int3 hit with no entry hit before it in its task is a drop (or an entry "
+            "hit counted as missed), shown with its task and window.", ""]
+    for label, res in results.items():
+        t = res.get("ftrace_drops_traced") or {}
+        if "events" not in t:
+            continue
+        lost = sum((t.get("overrun") or {}).values())
+        where = "; ".join(f"{d['fact']} in {d['pid']} {d['comm']} on CPU {d['cpu']}, "
+                          f"{'window ' + str(d['window']) if d['window'] else 'outside the windows'}" for d in t["drops"])
+        out.append(f"- {label}: {t['events']:,} counter events, {lost:,} lost (buffer overrun); "
+                   f"{len(t['drops'])} int3 hits without an entry hit{': ' + where if where else ''}; "
+                   f"{t['entries_left']} entry hits without an int3 hit")
     out += ["", "## Tracepoint-only mode: exact part and inference", "",
             "Restores (x86_fpu_regs_activated) and context-switch saves are exact in this mode: compared "
             "with bpftrace (restore function, or the tracepoint on 5.10) and with the fentry recorder's "

@@ -26,6 +26,7 @@ import errno
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -273,6 +274,76 @@ def arm_drop_counters(probes: dict[str, str]) -> dict[str, dict]:
     return out
 
 
+TRACING = Path("/sys/kernel/tracing")
+# each hit of an enabled tracefs kprobe is also an event in the trace buffer: with room for all of
+# them (2 x ~230k calls in a lab run) and the clock of bpftrace's markers (bpf_ktime_get_ns =
+# CLOCK_MONOTONIC = trace_clock "mono"), each int3 hit without an entry hit before it tells when
+# and in which task a drop happened
+TRACE_BUFFER_KB = 16384
+_TRACE_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+                         r"(?:\S+\s+)?(?P<ts>\d+\.\d+): (?P<event>vmlab_\w+):")
+
+
+def start_drop_trace() -> dict:
+    """An empty trace buffer on the mono clock, big enough for every counter event of the run."""
+    out = {}
+    for name, value in (("trace_clock", "mono"), ("buffer_size_kb", str(TRACE_BUFFER_KB))):
+        try:
+            (TRACING / name).write_text(value + "\n")
+            out[name] = value
+        except OSError as err:
+            out[name] = f"error: {err}"
+    os.close(os.open(TRACING / "trace", os.O_WRONLY | os.O_TRUNC))      # clear
+    return out
+
+
+def stop_drop_trace() -> None:
+    """No more events into the buffer (the kprobes keep counting: kprobe_profile is not the buffer)."""
+    (TRACING / "tracing_on").write_text("0\n")
+
+
+def unpaired_calls(lines, twins: dict[str, dict]) -> dict:
+    """Pair each int3 event with an entry event of the same fact before it in the same task (the
+    idle task: on the same CPU); an int3 event without one is a call whose entry hit the ftrace
+    layer dropped. -> {"events": n, "drops": [{fact, ts, cpu, pid, comm}], "entries_left": n}."""
+    entry = {f"vmlab_{f}": f for f in twins}
+    int3 = {t["name"]: f for f, t in twins.items() if "name" in t}
+    pending: dict = {}
+    out = {"events": 0, "drops": [], "entries_left": 0}
+    for line in lines:
+        m = _TRACE_LINE.match(line)
+        if not m or (m["event"] not in entry and m["event"] not in int3):
+            continue
+        out["events"] += 1
+        pid = int(m["pid"])
+        fact = entry.get(m["event"]) or int3[m["event"]]
+        key = (fact, pid if pid else -1 - int(m["cpu"]))
+        if m["event"] in entry:
+            pending[key] = pending.get(key, 0) + 1
+        elif pending.get(key):
+            pending[key] -= 1
+        else:
+            out["drops"].append({"fact": fact, "ts": float(m["ts"]), "cpu": int(m["cpu"]), "pid": pid,
+                                 "comm": m["comm"].strip()})
+    out["entries_left"] = sum(pending.values())
+    return out
+
+
+def drop_trace(twins: dict[str, dict]) -> dict:
+    """unpaired_calls over the trace buffer, with the buffer's overruns (lost events: then the
+    pairing is incomplete)."""
+    overrun = {}
+    for cpu_dir in sorted((TRACING / "per_cpu").glob("cpu*")):
+        for line in (cpu_dir / "stats").read_text().splitlines():
+            if line.startswith("overrun:"):
+                overrun[cpu_dir.name] = int(line.split()[1])
+    with open(TRACING / "trace") as f:
+        res = unpaired_calls(f, twins)
+    res["overrun"] = overrun
+    res["drops"] = res["drops"][:100]
+    return res
+
+
 def skip_evidence(armed: dict[str, str], twins: dict[str, dict] | None = None) -> dict:
     """What the kernel counted at this moment: per probed function the kprobe's hits (every hit
     that reached the handlers) and misses, and every BPF program's run count. Taken when all
@@ -425,6 +496,11 @@ def main() -> int:
                                  if release() < (6, 7) else {})
     result["drop_counters"] = arm_drop_counters({f: result["bpftrace"]["probes"][f]
                                                  for f in result["kprobe_counters"]})
+    if result["drop_counters"]:
+        try:
+            result["drop_trace"] = {"setup": start_drop_trace()}
+        except OSError as err:
+            result["drop_trace"] = {"error": f"trace buffer: {err}"}
     result["skips"] = {"ready": skip_evidence(result["kprobe_counters"], result["drop_counters"])}
     save()
 
@@ -450,6 +526,11 @@ def main() -> int:
     (out / "bpftool-prog.json").write_text(json.dumps(bpf_programs()))
     result["kprobe_misses"] = kprobe_misses(result["kprobe_counters"])
     result["skips"]["done"] = skip_evidence(result["kprobe_counters"], result["drop_counters"])
+    if result["drop_counters"]:
+        try:
+            stop_drop_trace()
+        except OSError as err:
+            result["drop_trace"]["error"] = f"tracing_on: {err}"
     keep = next((m for m in MEASURE_MODES if m in recorders), None)
     result["measure_mode"] = keep
     stop_recorders({m: r for m, r in recorders.items() if m != keep}, result)
@@ -470,6 +551,13 @@ def main() -> int:
         stop_recorders({keep: recorders[keep]}, result)
     for s in reversed(ready_subs):
         s.teardown()
+    if result["drop_counters"]:       # read last: the text of every counter event, slow under TCG
+        t0 = time.monotonic()
+        try:
+            result["drop_trace"].update(drop_trace(result["drop_counters"]))
+        except OSError as err:
+            result["drop_trace"]["error"] = str(err)
+        log(f"drop trace: {time.monotonic() - t0:.0f}s {({k: v for k, v in result['drop_trace'].items() if k != 'drops'})}")
     save()
     log("done")
     return 0
