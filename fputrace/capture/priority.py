@@ -1,12 +1,10 @@
 """The ring's readers come first on the CPU.
 
-A tracer that shares its CPU evenly with a CPU-bound job loses events: the kernel ring fills
-while its reader waits for a time slice (at load 8-11 on this 2-CPU host, `fputrace record` at
-nice 0 lost 8% of a context-switch storm beside two busy loops). As root, the threads that read
-the rings, decode, write and model run at CONSUMER_NICE: CFS weight 9548 against 1024 for a nice-0
-job, so the competing job gives them the CPU they need and keeps the rest. What they need is
-small beside the traced workload's own (the dashboard's capture thread: ~0.6 s of CPU per
-million events, benchmarks/TUI.md).
+The live dashboard's capture and model threads share one GIL with its drawing: at nice 0 beside a
+CPU-bound job they wait for time slices, and the kernel ring fills meanwhile. As root they run at
+CONSUMER_NICE: CFS weight 9548 against 1024 for a nice-0 job (benchmarks/TUI.md).
+`fputrace record` keeps nice 0, like perf and bpftrace: a reader that preempts the traced
+workload at every wakeup would add context switches, and so XSAVEs, to what it measures.
 """
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from ..heap import bound_heap, trim_heap
 from . import progstats
 from .command import start_command, stop_command
 from .options import CaptureOptions
-from .priority import raise_priority
 
 STATUS_INTERVAL_S = 0.5
 WRITE_QUEUE_BYTES = 4 << 20      # beyond this the consumer writes and the ring absorbs (or LOSTs):
@@ -62,7 +61,6 @@ class _WriterThread:
             return True
 
     def _run(self):
-        raise_priority()
         while True:
             with self._cond:
                 while not self._queue and not self._done:
@@ -157,9 +155,6 @@ def _record(path: str, opts: CaptureOptions, *, duration_s: float | None, cmd: l
                 child = start_command(cmd)
                 meta["traced_command"] = shlex.join(cmd)
                 meta["traced_pid"] = child.pid
-            # the ring's reader ahead of CPU-bound jobs; after the traced command started, which
-            # keeps the nice it was given (a child inherits its parent thread's)
-            meta["consumer_nice"] = raise_priority()
             # as a context manager: a failure below marks the file aborted instead of complete
             with RecordingWriter(path, meta, max_batch_events=WRITER_BATCH_EVENTS) as writer:
                 wthread = _WriterThread(writer)
