@@ -193,4 +193,3 @@ def test_recorder_maps_neither_pandas_nor_the_model_nor_the_compiler(need_bcc, t
     assert "fputrace/model/_engine" not in maps, "the model's engine is mapped in the recorder"
     # what stays is the copy-on-write part of their data (relocations), not their code
     assert sum(resident.values()) < 20 * 1024, {p: f"{kb // 1024} MB" for p, kb in resident.items()}
-
