@@ -178,9 +178,7 @@ def _tracers(lab: dict) -> set[int]:
 def _at_edge(lab: dict, mode: str, r: dict, fact: str) -> int:
     """fputrace's events of this fact and process (row r) within analysis.EDGE_NS of its window's
     markers on another CPU, in the recording of this mode."""
-    edges = lab["modes"][mode].get("edge_by_tgid") or {}
-    per = edges.get(str(r["window"]), edges.get(r["window"], {}))
-    return (per.get(str(r["tgid"]), per.get(r["tgid"], {})) or {}).get(fact, 0)
+    return analysis.edge_events(lab["modes"][mode].get("edge_by_tgid") or {}, r["window"], r["tgid"], fact)
 
 
 def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:

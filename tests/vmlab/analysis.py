@@ -258,6 +258,13 @@ def kprobe_skips(skips: dict | None, probes: dict[str, str]) -> dict[str, dict[s
     return out
 
 
+def edge_events(edges: dict, window, tgid, fact: str) -> int:
+    """fputrace's events of this fact and process within EDGE_NS of its window's markers on another
+    CPU, from a mode's ``edge_by_tgid`` (keys are str once the result went through JSON)."""
+    per = edges.get(str(window), edges.get(window, {}))
+    return (per.get(str(tgid), per.get(tgid, {})) or {}).get(fact, 0)
+
+
 def ftrace_drops(skips: dict | None, twins: dict[str, dict] | None) -> dict[str, dict]:
     """fact -> the kprobe hits the ftrace layer dropped without counting them, between the two
     snapshots of guest/lab.py: calls that reached the int3 kprobe just past the fentry site

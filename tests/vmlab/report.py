@@ -86,7 +86,7 @@ def agreement(res: dict, mode: str) -> dict:
             out["diff"][name] = (over, under)
             fact = {"model sections": "kfpu_begin", "model XSAVE": "xsave", "model XRSTOR": "xrstor"}.get(name, name)
             at_edge = sum(min(abs((r[a] or 0) - r[b]),
-                              (edges.get(str(r["window"]), {}).get(str(r["tgid"])) or {}).get(fact, 0))
+                              analysis.edge_events(edges, r["window"], r["tgid"], fact))
                           for r in rows if (r[a] or 0) != r[b])
             in_tracers = sum(abs((r[a] or 0) - r[b]) for r in rows if (r[a] or 0) != r[b] and r["tgid"] in tracers)
             bt_missed, own_missed = missed(res, "bpftrace", fact), missed(res, "kprobe" if mode == "kprobe" else "fentry", fact)
@@ -94,7 +94,7 @@ def agreement(res: dict, mode: str) -> dict:
             beyond = {}                    # per row: the difference left after its edge events, signed
             for r in rows:
                 d = (r[a] or 0) - r[b]
-                left = max(0, abs(d) - (edges.get(str(r["window"]), {}).get(str(r["tgid"])) or {}).get(fact, 0))
+                left = max(0, abs(d) - analysis.edge_events(edges, r["window"], r["tgid"], fact))
                 beyond[id(r)] = left if d > 0 else -left
             unexplained = (sum(max(0, d) for d in beyond.values()) > bt_missed
                            or sum(max(0, -d) for d in beyond.values()) > own_missed)
