@@ -119,62 +119,6 @@ def _misses(lab: dict, tool: str) -> dict[str, int]:
     return (lab.get("bpftool", {}).get("misses") or {}).get(tool) or {}
 
 
-def _kprobe_layer(lab: dict) -> dict[str, int]:
-    return (lab.get("bpftool", {}).get("misses") or {}).get("kprobe_layer") or {}
-
-
-# The lab's own tracers (bpftrace and the recorders) are compared like every process, but their
-# own kernel work interleaves with their probes: each may differ by this much per window and
-# count beyond the measured reasons. NOT measured: seen once per run at most, never in another
-# process (5.10: the tracepoint recorder's user returns 1470 vs 1469; 6.12: the kprobe recorder's
-# restores 1456 vs 1455; 6.1: one blake2s_compress section in the kprobe recorder seen by fentry,
-# by neither kprobe tool, with no kprobe miss counted). RESULTS.md lists each such difference.
-# Measured how often: in the five full lab runs stored on 2026-12-01 (20 kernel runs, 3-4 exact
-# modes each) it was needed once, that 6.1 section: fentry sees 7 blake2s sections in the kprobe
-# recorder's main thread over the run, bpftrace's kprobe none in the window compared. Suspected,
-# not shown: kernel FPU use inside an ftrace callback (the kprobe recorder's own kprobe handlers)
-# is dropped silently by ftrace's recursion guard for every ftrace-based kprobe, while fentry's
-# direct trampoline bypasses that guard. Provoked on 6.1 with a test module whose ftrace callback
-# (on __do_sys_getppid) takes the recursion lock twice, then uses the kernel FPU, 1000 times: the
-# fentry program counted 1000, bpftrace's kprobe on kernel_fpu_begin_mask 0, kprobe nmissed 0,
-# the int3 kprobe 1000; with the lock taken once (what every ftrace callback does) nothing was
-# dropped (ftrace lets one recursion through, its transition bit). So a natural drop needs two
-# nested callbacks in one context; none is known in the lab (tests/vmlab/experiments/ftrace_drop).
-# Now measured, not yet relied on: guest/lab.py's ftrace drop counter (an int3 kprobe past the
-# fentry site against the ftrace-based one on it; armed where the miss counters are, before 6.7)
-# gives each run's drops per function (result["ftrace_drops"], test_ftrace_drop_counter); every
-# use of the slack is reported with that run's figure (TracerSlackWarning in pytest's summary,
-# RESULTS.md). First runs (2026-12-01/02, slack not needed in either): 6.1 drops 0 on all five
-# functions (14,020 kernel FPU begins); 5.10 0, except copy_fpregs_to_fpstate +1 of 60,894 calls,
-# which a call between the two sites while a snapshot was read can make as well.
-TRACER_SLACK = 1
-
-
-class TracerSlackWarning(UserWarning):
-    """A tracer's own row differed beyond the measured reasons and TRACER_SLACK covered it; the
-    message gives the ftrace-layer drops measured in that run."""
-
-
-_SLACK_SEEN: set = set()
-
-
-def _warn_slack(lab: dict, mode: str, r: dict, ours: str, theirs: str, edge: int, fact: str) -> None:
-    key = (lab["kernel"]["release"], mode, r["window"], r["tgid"], ours)
-    if key in _SLACK_SEEN:              # several tests compare the same rows
-        return
-    _SLACK_SEEN.add(key)
-    w = lab["windows"][str(r["window"])]["workload"]
-    warnings.warn(TracerSlackWarning(
-        f"{lab['kernel']['release']} --mode {mode} window {r['window']} ({w}) tracer tgid {r['tgid']}: "
-        f"{ours}={r[ours]} bpftrace={r[theirs]}, {edge} at the window's edge: TRACER_SLACK used; "
-        f"{analysis.drops_note(lab.get('ftrace_drops') or {}, fact)}"))
-
-
-def _tracers(lab: dict) -> set[int]:
-    g = lab["guest"]
-    return {p for p in [g["bpftrace"].get("pid"), *(r.get("pid") for r in g.get("recorders", {}).values())] if p}
-
-
 def _at_edge(lab: dict, mode: str, r: dict, fact: str) -> int:
     """fputrace's events of this fact and process (row r) within analysis.EDGE_NS of its window's
     markers on another CPU, in the recording of this mode."""
@@ -182,71 +126,26 @@ def _at_edge(lab: dict, mode: str, r: dict, fact: str) -> int:
 
 
 def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
-    """Per-process differences that the measured misses do not explain.
-
-    Tolerance, measured per run. (1) BPF programs the kernel skipped: a kprobe program that fires
-    while another kprobe or tracepoint program runs on that CPU (bpf_prog_active), an fentry
-    program already running on that CPU (nested in an interrupt, or preempted inside it). Counted
-    as recursion_misses (bpftool / the recording's meta) where the kernel counts them (fentry
-    5.12+, kprobe programs only on recent kernels); for kprobes also measured directly as the
-    kprobe's hits (kprobe_profile of a tracefs kprobe on the same address) minus the program's
-    run_cnt between two snapshots around the windows. (2) kprobe-layer misses
-    (kprobe_profile's nmissed of a tracefs kprobe the guest puts on the same function: kprobes on
-    one address count misses together): a kprobe hit while another kprobe handler runs on that
-    CPU, e.g. an interrupt's kernel FPU use during a handler, runs no handler at all. Skipped runs
-    are missing from that tool's counts. (3) Window edges: bpftrace switches windows by a map
-    update just before it reads the time it prints for the marker, and two tools' programs on
-    one hook run one after the other; QEMU's vCPU threads can be descheduled by the loaded host
-    for milliseconds between any two of these, so an event on another CPU near a marker can
-    fall on different sides for the two tools. A process's difference may be as large as
-    fputrace's events of that fact and process within analysis.EDGE_NS of the markers on other
-    CPUs (RESULTS.md shows how many differences were explained that way). So over
-    all windows and processes, beyond (3), fputrace may exceed bpftrace by at most bpftrace's
-    misses of that probe, and fall short of it by at most its own; without misses or edge events
-    the counts must be equal, process by process."""
-    layer = _kprobe_layer(lab)
-    skips = (lab.get("bpftool", {}).get("misses") or {}).get("kprobe_skips") or {}
-    bt_rec, bt_skip = _misses(lab, "bpftrace"), skips.get("bpftrace") or {}
-    # bpftrace: runs skipped (bpftool's count, or hits minus runs where the kernel counts none) +
-    # hits the kprobe layer dropped
-    bt_miss = {f: max(bt_rec.get(f, 0), bt_skip.get(f, 0)) + layer.get(f, 0)
-               for f in set(bt_rec) | set(bt_skip) | set(layer)}
-    own = analysis.own_misses(lab["modes"][mode]["meta"])     # this recorder's own, from its meta
-    if own is None:                                         # else bpftool's, by program name
-        own = _misses(lab, "kprobe" if mode == "kprobe" else "fentry")
-    if mode == "kprobe":
-        own_skip = skips.get("kprobe") or {}
-        own = {f: max(own.get(f, 0), own_skip.get(f, 0)) + layer.get(f, 0)
-               for f in set(own) | set(own_skip) | set(layer)}
-    tracers = _tracers(lab)
-
-    def at_edge(r: dict, fact: str) -> int:
-        return _at_edge(lab, mode, r, fact) + (TRACER_SLACK if r["tgid"] in tracers else 0)
-
+    """Per-process differences that the measured reasons do not explain, by analysis.compare's
+    rule (window-edge events per process; misses, kprobe-layer misses and ftrace-layer drops
+    summed): nothing else is tolerated, in the lab's own tracers neither. Until 2026-12-02 their
+    rows had one more event of slack (TRACER_SLACK, never measured); at 0 every stored run since
+    the analysis took its form passes (7 full lab runs, 27 kernel runs, all kernels), and the
+    one 6.1 event that needed it (a blake2s section in the kprobe recorder that neither kprobe
+    tool counted) has the ftrace drop counter beside it now."""
+    tracers = analysis.tracers(lab)
     out = []
-    for ours, theirs in pairs:
-        fact = theirs.removeprefix("bt_")
-        edge_fact = {"tp_activated": "xrstor", "switch_saves": "xsave"}.get(fact, fact)
-        over = sum(max(0, (r[ours] or 0) - r[theirs] - at_edge(r, edge_fact)) for r in rows)
-        under = sum(max(0, r[theirs] - (r[ours] or 0) - at_edge(r, edge_fact)) for r in rows)
-        if over <= bt_miss.get(fact, 0) and under <= own.get(fact, 0):
-            # the same without the slack: if that fails, the slack was needed; say so per row
-            edge = {id(r): _at_edge(lab, mode, r, edge_fact) for r in rows}
-            over0 = sum(max(0, (r[ours] or 0) - r[theirs] - edge[id(r)]) for r in rows)
-            under0 = sum(max(0, r[theirs] - (r[ours] or 0) - edge[id(r)]) for r in rows)
-            if over0 > bt_miss.get(fact, 0) or under0 > own.get(fact, 0):
-                for r in rows:
-                    if r["tgid"] in tracers and abs((r[ours] or 0) - r[theirs]) > edge[id(r)]:
-                        _warn_slack(lab, mode, r, ours, theirs, edge[id(r)], edge_fact)
+    for c in analysis.compare(lab, mode, rows, pairs):
+        if c["explained"]:
             continue
-        for r in rows:
-            if (r[ours] or 0) != r[theirs]:
-                w = lab["windows"][str(r["window"])]["workload"]
-                tracer = f" (a tracer; {analysis.drops_note(lab.get('ftrace_drops') or {}, edge_fact)})"
-                out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{tracer if r['tgid'] in tracers else ''}: "
-                           f"{ours}={r[ours]} bpftrace={r[theirs]} (events at the window's edge {_at_edge(lab, mode, r, edge_fact)})")
-        out.append(f"{ours}: +{over}/-{under} over all processes beyond the events at window edges; "
-                   f"recursion misses: bpftrace {bt_miss.get(fact, 0)}, fputrace {own.get(fact, 0)}")
+        for d in c["differing"]:
+            r = d["row"]
+            w = lab["windows"][str(r["window"])]["workload"]
+            out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{' (a tracer)' if r['tgid'] in tracers else ''}: "
+                       f"{c['ours']}={r[c['ours']]} bpftrace={r[c['theirs']]} (events at the window's edge {d['edge']})")
+        out.append(f"{c['ours']}: +{c['over']}/-{c['under']} over all processes beyond the events at window edges; "
+                   f"measured misses: bpftrace {c['bpftrace_missed']}, fputrace {c['fputrace_missed']}; "
+                   f"{analysis.drops_note(lab.get('ftrace_drops') or {}, c['fact'])}")
     return out
 
 
@@ -443,8 +342,8 @@ def test_ftrace_drop_counter(lab):
     int3 kprobe on the next instruction, listed without [FTRACE] while the entry one has it, and
     counting: every call reaches both sites, so the int3 kprobe's hits + missed are never fewer
     than the entry one's beyond the calls between the two sites while a snapshot was read (one
-    per CPU). More are hits the ftrace layer dropped uncounted (reported, not asserted: the
-    tracer slack's suspected cause; see TRACER_SLACK)."""
+    per CPU). More are hits the ftrace layer dropped uncounted: analysis.misses counts them as
+    misses of both kprobe tools, so a difference they explain is allowed (_diffs)."""
     _guest_ok(lab)
     twins = lab["guest"].get("drop_counters")
     if not lab["guest"].get("kprobe_counters"):

@@ -304,8 +304,8 @@ def traced_drops(trace: dict | None, bounds: dict[int, dict]) -> dict:
 
 
 def drops_note(drops: dict[str, dict], fact: str) -> str:
-    """One phrase for a difference the tracer slack explains: what the ftrace-drop counter on that
-    fact's function measured in the same run."""
+    """One phrase for a difference left unexplained: what the ftrace-drop counter on that fact's
+    function measured in the same run."""
     d = drops.get(fact)
     if not drops:
         return "ftrace-layer drops not measured (the lab arms no kprobe counters on 6.7+; an older run)"
@@ -339,3 +339,89 @@ def program_runs(progs: list[dict]) -> list[dict]:
     """Compact bpftool evidence: type, name, run count, recursion misses of every program."""
     return [{"type": p.get("type"), "name": p.get("name"), "run_cnt": p.get("run_cnt"),
              "recursion_misses": p.get("recursion_misses", 0)} for p in progs]
+
+
+# ---- the comparison rule: tests/test_vmlab.py asserts it, report.py shows it ---------------------
+# a row field's fact -> the kind of fputrace event that can fall across a window's edge
+EDGE_FACT = {"tp_activated": "xrstor", "switch_saves": "xsave"}
+
+
+def tracers(res: dict) -> set[int]:
+    """The lab's own tracers' tgids: bpftrace and every recorder."""
+    g = res.get("guest") or {}
+    return {p for p in [(g.get("bpftrace") or {}).get("pid"), *(r.get("pid") for r in (g.get("recorders") or {}).values())]
+            if p}
+
+
+def misses(res: dict, mode: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(bpftrace's, fputrace --mode MODE's) runs per fact that the kernel measurably did not give
+    to that tool's program, between the two snapshots of guest/lab.py:
+
+      skipped   recursion_misses (bpftool; fputrace's own from its recording's meta, by program
+                name in bpftool where the meta does not say); for kprobe programs also the
+                kprobe's hits minus the program's runs (kprobe_skips), whichever is larger
+      layer     kprobe-layer misses: nmissed of the tracefs kprobe on the same address (kprobes on
+                one address share one count): a hit while another kprobe handler ran on that CPU
+      dropped   ftrace-layer drops (ftrace_drops: the int3 kprobe past the fentry site against the
+                ftrace-based one on it): a hit ftrace's recursion guard refused reaches no kprobe on
+                that address, neither bpftrace's nor fputrace --mode kprobe's, and is counted by no
+                kprobe; a call crossing a snapshot between the two sites adds one as well
+
+    The layer and the drops are the kprobe tools' only: fentry's trampoline passes neither."""
+    m = (res.get("bpftool") or {}).get("misses") or {}
+    layer = m.get("kprobe_layer") or {}
+    skips = m.get("kprobe_skips") or {}
+    dropped = {f: max(0, int(d["drops"])) for f, d in (res.get("ftrace_drops") or {}).items() if "drops" in d}
+
+    def kprobe_tool(recursion: dict, hits_minus_runs: dict) -> dict[str, int]:
+        facts = set(recursion) | set(hits_minus_runs) | set(layer) | set(dropped)
+        return {f: max(recursion.get(f, 0), hits_minus_runs.get(f, 0)) + layer.get(f, 0) + dropped.get(f, 0)
+                for f in facts}
+
+    bpftrace = kprobe_tool(m.get("bpftrace") or {}, skips.get("bpftrace") or {})
+    own = own_misses(((res.get("modes") or {}).get(mode) or {}).get("meta") or {})
+    if own is None:
+        own = m.get("kprobe" if mode == "kprobe" else "fentry") or {}
+    if mode == "kprobe":
+        own = kprobe_tool(own, skips.get("kprobe") or {})
+    return bpftrace, dict(own)
+
+
+def compare(res: dict, mode: str, rows: list[dict], pairs) -> list[dict]:
+    """fputrace's count (row field ``ours``) against bpftrace's (``theirs``) for every process and
+    window, per pair: equal, up to two measured reasons and nothing else.
+
+    (1) Window edges (the boundary evidence of this module's docstring): a process's difference
+    may be as large as fputrace's events of that fact and process within EDGE_NS of the markers
+    on other CPUs, and no larger.
+    (2) Misses (``misses``): summed over every window and process, what is left beyond (1) may
+    exceed bpftrace by at most bpftrace's measured misses of that fact, and fall short of it by
+    at most fputrace's own.
+
+    There is no other tolerance, for the tracers' own processes neither. Returns per pair the
+    differing rows (with their edge events), the totals as counted, what is left beyond the
+    edges, the misses allowed, and whether the measured reasons explain all of it."""
+    bt_missed, own_missed = misses(res, mode)
+    edges = ((res.get("modes") or {}).get(mode) or {}).get("edge_by_tgid") or {}
+    ours_tracers = tracers(res)
+    dropped = res.get("ftrace_drops") or {}
+    out = []
+    for ours, theirs in pairs:
+        fact = theirs.removeprefix("bt_")
+        edge_fact = EDGE_FACT.get(fact, fact)
+        differing = []
+        for r in rows:
+            d = (r[ours] or 0) - r[theirs]
+            if d:
+                differing.append({"row": r, "diff": d, "edge": edge_events(edges, r["window"], r["tgid"], edge_fact)})
+        left = [(x["diff"] > 0, max(0, abs(x["diff"]) - x["edge"])) for x in differing]
+        over, under = sum(n for up, n in left if up), sum(n for up, n in left if not up)
+        out.append({"ours": ours, "theirs": theirs, "fact": fact, "edge_fact": edge_fact, "differing": differing,
+                    "counted": (sum(max(0, x["diff"]) for x in differing), sum(max(0, -x["diff"]) for x in differing)),
+                    "at_edge": sum(min(abs(x["diff"]), x["edge"]) for x in differing),
+                    "in_tracers": sum(abs(x["diff"]) for x in differing if x["row"]["tgid"] in ours_tracers),
+                    "over": over, "under": under,
+                    "bpftrace_missed": bt_missed.get(fact, 0), "fputrace_missed": own_missed.get(fact, 0),
+                    "ftrace_dropped": max(0, int((dropped.get(fact) or {}).get("drops", 0))),
+                    "explained": over <= bt_missed.get(fact, 0) and under <= own_missed.get(fact, 0)})
+    return out

@@ -40,6 +40,11 @@ def when(res: dict) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "?"
 
 
+def _release(res: dict) -> tuple[int, int]:
+    major, minor = res["kernel"]["release"].split(".")[:2]
+    return int(major), int(minor.split("-")[0])
+
+
 def _pair(a: int, b: int) -> str:
     return f"{a:,} / {b:,}" + ("" if a == b else f" **({a - b:+,})**")
 
@@ -62,7 +67,8 @@ def names(res: dict, k) -> dict[int, str]:
 
 
 def agreement(res: dict, mode: str) -> dict:
-    """Rows compared, rows equal, signed totals per fact (events and model)."""
+    """Rows compared, rows equal, and per differing count its analysis.compare entry (the tests'
+    rule: totals, what window edges and measured misses explain, whether that is all)."""
     rows = [r for r in res.get("rows", []) if r["mode"] == mode]
     rk = restore_key(res)
     pairs = {"kfpu_begin": ("fpt_kfpu_begin", "bt_kfpu_begin"), "kfpu_end": ("fpt_kfpu_end", "bt_kfpu_end"),
@@ -72,61 +78,24 @@ def agreement(res: dict, mode: str) -> dict:
              "model XRSTOR": ("model_xrstor", rk)}
     if "user_return" not in (res.get("guest", {}).get("bpftrace", {}).get("probes") or {"user_return": 1}):
         pairs.pop("user_return")
-    out = {"rows": len(rows), "equal": 0, "diff": {}, "reason": {}}
-    for r in rows:
-        if all((r[a] or 0) == r[b] for a, b in pairs.values()):
-            out["equal"] += 1
-    edges = (res.get("modes", {}).get(mode) or {}).get("edge_by_tgid") or {}
-    g = res.get("guest", {})
-    tracers = {p for p in [g.get("bpftrace", {}).get("pid"), *(v.get("pid") for v in (g.get("recorders") or {}).values())] if p}
-    for name, (a, b) in pairs.items():
-        over = sum(max(0, (r[a] or 0) - r[b]) for r in rows)
-        under = sum(max(0, r[b] - (r[a] or 0)) for r in rows)
-        if over or under:
-            out["diff"][name] = (over, under)
-            fact = {"model sections": "kfpu_begin", "model XSAVE": "xsave", "model XRSTOR": "xrstor"}.get(name, name)
-            at_edge = sum(min(abs((r[a] or 0) - r[b]),
-                              analysis.edge_events(edges, r["window"], r["tgid"], fact))
-                          for r in rows if (r[a] or 0) != r[b])
-            in_tracers = sum(abs((r[a] or 0) - r[b]) for r in rows if (r[a] or 0) != r[b] and r["tgid"] in tracers)
-            bt_missed, own_missed = missed(res, "bpftrace", fact), missed(res, "kprobe" if mode == "kprobe" else "fentry", fact)
-            # what the misses and edge events leave, in the tracers' rows: the tests' TRACER_SLACK
-            beyond = {}                    # per row: the difference left after its edge events, signed
-            for r in rows:
-                d = (r[a] or 0) - r[b]
-                left = max(0, abs(d) - analysis.edge_events(edges, r["window"], r["tgid"], fact))
-                beyond[id(r)] = left if d > 0 else -left
-            unexplained = (sum(max(0, d) for d in beyond.values()) > bt_missed
-                           or sum(max(0, -d) for d in beyond.values()) > own_missed)
-            slack = sum(abs(beyond[id(r)]) for r in rows if unexplained and r["tgid"] in tracers)
-            out["reason"][name] = {"edge": at_edge, "tracers": in_tracers, "bpftrace_missed": bt_missed,
-                                   "fputrace_missed": own_missed, "slack": slack,
-                                   "drops": analysis.drops_note(res.get("ftrace_drops") or {}, fact)}
-    out["processes"] = len({(r["window"], r["tgid"]) for r in rows})
-    return out
+    equal = sum(all((r[a] or 0) == r[b] for a, b in pairs.values()) for r in rows)
+    compared = dict(zip(pairs, analysis.compare(res, mode, rows, pairs.values())))
+    return {"rows": len(rows), "equal": equal, "processes": len({(r["window"], r["tgid"]) for r in rows}),
+            "diff": {name: c for name, c in compared.items() if c["differing"]}}
 
 
-def missed(res: dict, tool: str, fact: str) -> int:
-    """Runs of that tool's probe on this fact the kernel measurably skipped: recursion misses
-    (bpftool), kprobe hits minus program runs, kprobe-layer misses (tests/test_vmlab.py _diffs)."""
-    m = (res.get("bpftool") or {}).get("misses") or {}
-    skips = (m.get("kprobe_skips") or {}).get(tool) or {}
-    layer = (m.get("kprobe_layer") or {}).get(fact, 0) if tool in ("bpftrace", "kprobe") else 0
-    return max((m.get(tool) or {}).get(fact, 0), skips.get(fact, 0)) + layer
-
-
-def explain(diff: dict, reason: dict) -> list[str]:
+def explain(diff: dict[str, dict]) -> list[str]:
     """['kfpu_begin +1/−0 (1 at a window edge; bpftrace missed 3)', ...]: each differing count."""
     out = []
-    for name, (o, u) in diff.items():
-        why = reason.get(name) or {}
-        parts = [f"{why['edge']} at a window edge"] if why.get("edge") else []
-        parts += [f"{why['tracers']} in the tracers' own processes"] if why.get("tracers") else []
-        parts += [f"{why['slack']} left in a tracer's row: the tests' tracer slack; {why['drops']}"] \
-            if why.get("slack") else []
-        parts += [f"{who} missed {why[key]}" for who, key in (("bpftrace", "bpftrace_missed"), ("fputrace", "fputrace_missed"))
-                  if why.get(key)]
-        out.append(f"{name} +{o}/−{u}" + (f" ({'; '.join(parts)})" if parts else " (**unexplained**)"))
+    for name, c in diff.items():
+        parts = [f"{c['at_edge']} at a window edge"] if c["at_edge"] else []
+        parts += [f"{c['in_tracers']} in the tracers' own processes"] if c["in_tracers"] else []
+        parts += [f"{who} missed {c[key]}" for who, key in (("bpftrace", "bpftrace_missed"), ("fputrace", "fputrace_missed"))
+                  if c[key]]
+        parts += [f"{c['ftrace_dropped']} ftrace-layer drops among the kprobes' misses"] if c["ftrace_dropped"] else []
+        parts += [] if c["explained"] else [f"**unexplained**: +{c['over']}/−{c['under']} beyond the edges and misses"]
+        o, u = c["counted"]
+        out.append(f"{name} +{o}/−{u} ({'; '.join(parts)})")
     return out
 
 
@@ -155,21 +124,23 @@ def render_results(results: dict[str, dict]) -> str:
             "(events: sections, XSAVE, XRSTOR, user-return; model: sections, XSAVE, XRSTOR). Differences "
             "are summed over all rows as +over/−under, with their measured reasons: *at a window edge* = "
             "fputrace's events of that process and kind within 5 ms of a window marker on another CPU "
-            "(the two tools switch windows µs apart, ms when the loaded host deschedules a vCPU); *missed* = runs the kernel skipped (bpftool "
-            "`recursion_misses`, 5.12+; kprobe hits minus program runs; kprobe-layer misses). These are the "
-            "only tolerance.", "",
+            "(the two tools switch windows µs apart, ms when the loaded host deschedules a vCPU); *missed* = runs the kernel "
+            "measurably did not give to that tool's program, summed over the run per fact (bpftool "
+            "`recursion_misses`, 5.12+; kprobe hits minus program runs; kprobe-layer misses; ftrace-layer drops, "
+            "below), shown in the last two columns. These are the only tolerance, for the tracers' own "
+            "processes too (`analysis.compare`, the rule `pytest -m vmlab` asserts).", "",
             "| kernel | mode | rows | equal | differences | bpftrace misses | fputrace misses |", "|---|---|---|---|---|---|---|"]
     for label, res in results.items():
-        miss = (res.get("bpftool") or {}).get("misses") or {}
         for mode in res.get("modes_run", []):
             if mode == "tracepoint":
                 continue
             a = agreement(res, mode)
-            diff = ", ".join(explain(a["diff"], a["reason"])) or "none"
-            own = miss.get("kprobe" if mode == "kprobe" else "fentry") or {}
-            fmt = (lambda d: ", ".join(f"{f} {v}" for f, v in d.items() if v) or "0") if miss.get("reported") \
-                else (lambda d: "not reported (< 5.12)")
-            out.append(f"| {label} | {mode} | {a['rows']} | {a['equal']} | {diff} | {fmt(miss.get('bpftrace') or {})} | {fmt(own)} |")
+            diff = ", ".join(explain(a["diff"])) or "none"
+            fmt = lambda d: ", ".join(f"{f} {v:,}" for f, v in sorted(d.items()) if v) or "0"
+            bt, own = analysis.misses(res, mode)
+            # bpftool omits recursion_misses where they are 0, so the kernel says whether they are counted
+            recursion = "" if _release(res) >= (5, 12) else " (recursion misses not counted: < 5.12)"
+            out.append(f"| {label} | {mode} | {a['rows']} | {a['equal']} | {diff} | {fmt(bt)}{recursion} | {fmt(own)}{recursion} |")
     out += ["", "## Every process, every window (fentry)", ""]
     for label, res in results.items():
         rk = restore_key(res)
@@ -265,11 +236,11 @@ def render_summary(results: dict[str, dict], host_res: dict | None) -> str:
                 continue
             a = agreement(res, mode)
             rows, equal = rows + a["rows"], equal + a["equal"]
-            events = {n: d for n, d in a["diff"].items() if not n.startswith("model ")}
-            same = {n for n, d in a["diff"].items()      # the model's count off exactly as the events
+            events = {n: c["counted"] for n, c in a["diff"].items() if not n.startswith("model ")}
+            same = {n for n, c in a["diff"].items()      # the model's count off exactly as the events
                     if n.startswith("model ") and events.get({"model sections": "kfpu_begin", "model XSAVE": "xsave",
-                                                              "model XRSTOR": "xrstor"}[n]) == d}
-            diffs += [f"{mode} {d}" for d in explain({n: d for n, d in a["diff"].items() if n not in same}, a["reason"])]
+                                                              "model XRSTOR": "xrstor"}[n]) == c["counted"]}
+            diffs += [f"{mode} {d}" for d in explain({n: d for n, d in a["diff"].items() if n not in same})]
         out.append(f"| {label} ({res['kernel']['release']}) | {when(res)} | {', '.join(res.get('modes_run', []))} | "
                    f"{rows:,} | {equal:,} | {'; '.join(diffs) or 'none'} |")
     out += ["", cases.summary_table(results, host_res)]
