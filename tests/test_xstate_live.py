@@ -55,7 +55,7 @@ static void make_live(void) {
     if (set == 0)
         __asm__ volatile("xrstor64 %0" :: "m"(init_area), "a"(0xe4), "d"(0));
     __asm__ volatile("pcmpeqd %%xmm7, %%xmm7" ::: "xmm7");
-    if (set >= 1) __asm__ volatile("vpcmpeqd %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");
+    if (set >= 1) __asm__ volatile("vcmpps $0x0f, %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");   /* AVX, not AVX2 */
     if (set >= 2) __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"
                                    "vpternlogd $0xff, %%zmm5, %%zmm5, %%zmm5\n\t"
                                    "vpternlogd $0xff, %%zmm20, %%zmm20, %%zmm20" ::: "xmm5");

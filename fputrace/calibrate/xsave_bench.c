@@ -94,7 +94,8 @@ static void dirty_sse(void) {
  * puts the upper halves back into their init state. The compiler itself never uses these
  * registers here, so only the SSE names need declaring as clobbered. */
 static void dirty_avx(void) {
-    __asm__ volatile("vpcmpeqd %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");   /* YMM upper half */
+    /* YMM upper half all-ones: VCMPPS with predicate TRUE is AVX (VPCMPEQD on YMM is AVX2) */
+    __asm__ volatile("vcmpps $0x0f, %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");
 }
 static void dirty_avx512(void) {
     __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"                     /* opmask */
