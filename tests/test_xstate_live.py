@@ -45,6 +45,7 @@ static struct {
 } __attribute__((packed, aligned(64))) cfg = {.palette = 1};
 static uint8_t src[1024] __attribute__((aligned(64)));
 static int set;   /* 0 sse, 1 avx, 2 avx512, 3 amx */
+static int with_avx, with_avx512;   /* amx: on top of the AVX/AVX-512 state the OS enabled */
 
 static uint8_t init_area[4096] __attribute__((aligned(64)));   /* XSTATE_BV 0: init state */
 
@@ -55,10 +56,10 @@ static void make_live(void) {
     if (set == 0)
         __asm__ volatile("xrstor64 %0" :: "m"(init_area), "a"(0xe4), "d"(0));
     __asm__ volatile("pcmpeqd %%xmm7, %%xmm7" ::: "xmm7");
-    if (set >= 1) __asm__ volatile("vcmpps $0x0f, %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");   /* AVX, not AVX2 */
-    if (set >= 2) __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"
-                                   "vpternlogd $0xff, %%zmm5, %%zmm5, %%zmm5\n\t"
-                                   "vpternlogd $0xff, %%zmm20, %%zmm20, %%zmm20" ::: "xmm5");
+    if (with_avx) __asm__ volatile("vcmpps $0x0f, %%ymm6, %%ymm6, %%ymm6" ::: "xmm6");   /* AVX, not AVX2 */
+    if (with_avx512) __asm__ volatile("kxnorw %%k1, %%k1, %%k1\n\t"
+                                      "vpternlogd $0xff, %%zmm5, %%zmm5, %%zmm5\n\t"
+                                      "vpternlogd $0xff, %%zmm20, %%zmm20, %%zmm20" ::: "xmm5");
     if (set >= 3) {
         _tile_loadconfig(&cfg);
         _tile_loadd(0, src, 64); _tile_loadd(1, src, 64); _tile_loadd(2, src, 64);
@@ -76,6 +77,10 @@ int main(int argc, char **argv) {
     for (set = 0; set < 4 && strcmp(argv[1], names[set]); set++) ;
     int n = atoi(argv[2]), cpu = atoi(argv[3]);
     *(uint32_t *)(init_area + 24) = 0x1f80;     /* MXCSR (XRSTOR loads it with AVX): default */
+    unsigned xcr0;                              /* AMX does not imply AVX-512 (cpuid-deps.c) */
+    __asm__ volatile("xgetbv" : "=a"(xcr0) : "c"(0) : "edx");
+    with_avx = set == 1 || set == 2 || (set == 3 && (xcr0 & 0x4));
+    with_avx512 = set == 2 || (set == 3 && (xcr0 & 0xe0) == 0xe0);
     if (set == 3) {
         for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
         if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) {
