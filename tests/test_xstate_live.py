@@ -83,6 +83,7 @@ int main(int argc, char **argv) {
     with_avx512 = set == 2 || (set == 3 && (xcr0 & 0xe0) == 0xe0);
     if (set == 3) {
         for (int t = 0; t < 8; t++) { cfg.colsb[t] = 64; cfg.rows[t] = 16; }
+        memset(src, 0x5a, sizeof src);   /* all-zero tiles are TILEDATA's init state (SDM 13.6) */
         if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) {
             printf("the kernel refused AMX: arch_prctl(ARCH_REQ_XCOMP_PERM, 18): %s\n", strerror(errno));
             return 77;
