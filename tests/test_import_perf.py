@@ -331,3 +331,40 @@ def test_output_must_not_be_the_input(tmp_path):
     with pytest.raises(FileFormatError, match="the output is the input file"):
         import_file(str(src), str(src))
     assert src.read_text() == NS.read_text()
+
+
+def test_a_trace_from_an_amx_machine_keeps_its_bytes_and_classes(tmp_path):
+    """perf has no XSAVE layout: the components come from the trace (xcomp_bv of the compacted
+    buffers, the events' xfeatures), their sizes from the architecture. A Xeon's AMX task saved
+    and restored with tiles live moves 10,696 bytes each time, not the 840 of XCR0 0x207."""
+    amx = "x86/fpu: 0xffff888100dce080 load: {load} xfeatures: {xf} xcomp_bv: 80000000000602e7"
+    sw = "prev_comm={pc} prev_pid={pp} prev_prio=120 prev_state=S ==> next_comm={nc} next_pid={np} next_prio=120"
+    text = SNIPPET_HEAD + "".join([
+        line("amx", 10, 10, 0, "1.000000100", "sched:sched_switch", sw.format(pc="amx", pp=10, nc="sse", np=20)),
+        line("amx", 10, 10, 0, "1.000000200", "x86_fpu:x86_fpu_regs_deactivated", amx.format(load=1, xf="602e7")),
+        line("sse", 20, 20, 0, "1.000000300", "x86_fpu:x86_fpu_regs_activated", amx.format(load=1, xf="203")),
+        line("sse", 20, 20, 0, "1.000000400", "sched:sched_switch", sw.format(pc="sse", pp=20, nc="amx", np=10)),
+        line("sse", 20, 20, 0, "1.000000500", "x86_fpu:x86_fpu_regs_deactivated", amx.format(load=1, xf="203")),
+        line("amx", 10, 10, 0, "1.000000600", "x86_fpu:x86_fpu_regs_activated", amx.format(load=1, xf="602e7")),
+    ])
+    src = tmp_path / "xeon.txt"
+    src.write_text(text)
+    tr = imported(tmp_path, src)
+    xs = tr.meta["xstate"]
+    assert xs["mask"] == 0x602e7 and "unknown_sizes" not in xs
+    assert {f["bit"]: f["size_bytes"] for f in xs["features"]} == {
+        0: 160, 1: 256, 2: 256, 5: 64, 6: 512, 7: 1024, 9: 8, 17: 64, 18: 8192}
+    t = tr.report().per_task.set_index("tid")
+    assert (t.loc[10, "xstate_class"], t.loc[10, "bytes_per_xsave"]) == ("amx", 576 + 256 + 64 + 512 + 1024 + 8 + 64 + 8192)
+    assert (t.loc[20, "xstate_class"], t.loc[20, "bytes_per_xsave"]) == ("sse", 576 + 8)
+
+
+def test_architectural_component_sizes_match_this_cpu():
+    """The sizes a trace from elsewhere is given are the ones CPUID leaf 0xD reports here, for
+    every component this CPU has."""
+    from fputrace.capture import xstate
+    if xstate.cpuid(0) is None:
+        pytest.skip("CPUID cannot be executed here (no executable mapping for the probe code)")
+    here = {b: xstate.cpuid(0xD, b)[0] for b in xstate.ARCHITECTURAL_SIZES if xstate.cpuid(0xD, b)[0]}
+    assert here, "CPUID leaf 0xD lists none of the components beyond SSE"
+    assert here == {b: xstate.ARCHITECTURAL_SIZES[b] for b in here}

@@ -21,6 +21,32 @@ FEATURE_NAMES = {
     17: "amx_tilecfg", 18: "amx_tiledata", 19: "apx",
 }
 
+# Component sizes the architecture fixes (CPUID leaf 0xD gives these on every CPU that has the
+# component; Intel SDM vol. 1 table 13-1): a trace from another machine names its components
+# (xcomp_bv, xfeatures) but not their sizes. LBR (15) depends on the LBR depth: not here.
+ARCHITECTURAL_SIZES = {2: 256, 3: 64, 4: 64, 5: 64, 6: 512, 7: 1024, 9: 8, 10: 8, 11: 16, 12: 24,
+                       17: 64, 18: 8192}
+
+
+def layout_of_mask(mask: int, source: str) -> dict:
+    """The layout of a CPU known only by the components it enabled (a trace from elsewhere):
+    architectural sizes, offsets unknown; a component without a fixed size counts 0 bytes and is
+    named in ``unknown_sizes``. The same shape as ``layout()``, for the cost model and header."""
+    features, unknown = [], []
+    for bit in range(63):                       # bit 63 of xcomp_bv is the format bit
+        if not mask >> bit & 1:
+            continue
+        size = {0: 160, 1: 256}.get(bit, ARCHITECTURAL_SIZES.get(bit))
+        if size is None:
+            unknown.append(FEATURE_NAMES.get(bit, f"bit{bit}"))
+        features.append({"bit": bit, "name": FEATURE_NAMES.get(bit, f"bit{bit}"), "size_bytes": size or 0,
+                         "offset": None})
+    out = {"xcr0": mask & ~(1 << 63), "mask": mask & ~(1 << 63), "features": features, "source": source}
+    if unknown:
+        out["unknown_sizes"] = unknown
+    return out
+
+
 # push rbx; mov r8,rdx; mov eax,edi; mov ecx,esi; cpuid; mov [r8],eax; mov [r8+4],ebx;
 # mov [r8+8],ecx; mov [r8+12],edx; pop rbx; ret
 _CPUID_CODE = bytes.fromhex("534989d089f889f10fa2418900418958044189480841895 00c5bc3".replace(" ", ""))

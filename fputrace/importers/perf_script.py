@@ -36,15 +36,19 @@ Mapping to the event model (SPEC 5.1; ``tid`` is the task running on the line's 
 Task names become COMM records (from the comm column, prev_comm/next_comm, exec); kernel threads
 are marked with TASK records by evidence: the idle task (tid 0), kthreadd (2) and its children, and
 tasks named like kernel threads that never appear in an x86_fpu event (kernel threads have no user
-FPU state). meta ``import_notes`` says what was approximated.
+FPU state). meta ``import_notes`` says what was approximated. meta ``xstate``: the components the
+trace names (xcomp_bv, xfeatures) with their architectural sizes, for the bytes and classes.
 """
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections import Counter, defaultdict
 
 import numpy as np
 
+from ..capture import xstate
 from ..errors import FileFormatError
 from ..events import TASK_KTHREAD, Kind, XrstorCause, XsaveCause, comm_to_args
 from . import EventRows
@@ -132,6 +136,7 @@ class PerfScriptImporter:
         self.has_pid_field = None
         self.frac_digits = 9
         self.xcomp_bv: set[int] = set()
+        self.xfeatures_seen = 0
         self.last_ts = 0
         self.current: dict[int, int] = {}        # cpu -> task switched to last
         self.switch_prev: dict[int, int] = {}    # cpu -> task switched from last
@@ -239,6 +244,7 @@ class PerfScriptImporter:
                 self.fpu_tasks.add(tid)
             xf = XFEATURES.search(trace)
             xfeatures = int(xf.group(1), 16) if xf else 0
+            self.xfeatures_seen |= xfeatures
             xc = XCOMP.search(trace)
             if xc:
                 self.xcomp_bv.add(int(xc.group(1), 16))
@@ -385,6 +391,13 @@ class PerfScriptImporter:
         }
         if self.xcomp_bv:
             meta["xcomp_bv_seen"] = sorted(f"{x:#x}" for x in self.xcomp_bv)
+        # perf has no XSAVE layout: the components come from the trace (a compacted buffer's
+        # xcomp_bv names every enabled one; xfeatures the live ones), their sizes from the
+        # architecture, so a trace from an AVX-512 or AMX machine keeps those bytes and classes
+        enabled = functools.reduce(operator.or_, self.xcomp_bv, 0) & ~(1 << 63) | self.xfeatures_seen
+        if enabled:
+            meta["xstate"] = xstate.layout_of_mask(
+                enabled, "perf import: components from the trace's xcomp_bv and xfeatures, architectural sizes")
         policy = recorded_policy_of(release)
         if policy:
             meta["recorded_policy"] = policy
