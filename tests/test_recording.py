@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import numpy as np
 import pytest
@@ -97,9 +98,12 @@ def test_background_flush_persists_within_a_second_without_further_writes(tmp_pa
     try:
         w.write(ev)
         w.update_meta(lost_per_cpu={"0": 1})
-        deadline = 50
-        while deadline and open_recording(path, warn=False).num_events < 10:
-            import time
+        deadline = 50               # the meta may land one flush after the events: wait for both
+
+        def persisted():
+            r = open_recording(path, warn=False)
+            return r.num_events == 10 and r.meta.get("lost_per_cpu") == {"0": 1}
+        while deadline and not persisted():
             time.sleep(0.1)
             deadline -= 1
         rec = open_recording(path, warn=False)
