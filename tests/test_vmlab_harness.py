@@ -57,5 +57,5 @@ def test_guest_stall_is_a_result(kernel):
     res = qemu.run(kernel, "for i in 1 2 3; do touch $VMLAB_RUNDIR/heartbeat; sleep 4; done; sleep 600",
                    timeout_s=400, stall_s=20, images=[])
     assert res.stalled and not res.timed_out and res.returncode is None, (res.reason, res.console[-500:])
-    assert "stalled" in res.reason and res.stalled_s > 20, res.reason
+    assert "stalled" in res.reason and res.stalled_s >= 20, res.reason   # quiet > 20 s, rounded to 0.1 s
     assert res.wall_s < 300, res.wall_s
