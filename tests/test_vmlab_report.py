@@ -108,8 +108,7 @@ def test_program_misses_per_tool_and_fact():
     m = analysis.program_misses(progs)
     assert m["bpftrace"] == {"kfpu_begin": 8, "xsave": 3}
     assert m["fentry"] == {"kfpu_begin": 2, "kfpu_end": 0}
-    assert m["kprobe"] == {"xsave": 1} and m["reported"]
-    assert not analysis.program_misses([{"type": "kprobe", "name": "kernel_fpu_end"}])["reported"]
+    assert m["kprobe"] == {"xsave": 1}
 
 
 # ---- comparison rows and documents -------------------------------------------------------------
@@ -157,7 +156,7 @@ def _lab_result():
            "rows": lab.compare_rows("fentry", 1, fpt, bt),
            "modes": {"fentry": lab._jsonable(fpt) | {"attach": {"kfpu_begin": "fentry:kernel_fpu_begin_mask"},
                                                      "meta": {"tif_need_fpu_load_bit": 14, "transport": {"kind": "ringbuf"}}}},
-           "bpftool": {"misses": {"bpftrace": {"kfpu_begin": 0}, "fentry": {}, "kprobe": {}, "reported": True}}}
+           "bpftool": {"misses": {"bpftrace": {"kfpu_begin": 0}, "fentry": {}, "kprobe": {}}}}
     return lab._jsonable(res)
 
 

@@ -197,7 +197,6 @@ def program_misses(progs: list[dict]) -> dict[str, dict[str, int]]:
     several recorders (fentry and auto) are summed too: a bound for each of them."""
     from tests.vmlab.guest.bpftrace_prog import FACTS
     out = {"bpftrace": defaultdict(int), "fentry": defaultdict(int), "kprobe": defaultdict(int)}
-    available = any("recursion_misses" in p for p in progs)
     for p in progs:
         name, miss = p.get("name", ""), int(p.get("recursion_misses", 0))
         for fact, fns in FACTS.items():
@@ -219,9 +218,7 @@ def program_misses(progs: list[dict]) -> dict[str, dict[str, int]]:
         out["bpftrace"]["tp_activated"] += tp["x86_fpu_regs_ac"]
     if tp.get("x86_fpu_regs_de") or tp.get("sched_switch"):
         out["bpftrace"]["switch_saves"] += tp.get("x86_fpu_regs_de", 0) + tp.get("sched_switch", 0)
-    res = {k: dict(v) for k, v in out.items()}
-    res["reported"] = available
-    return res
+    return {k: dict(v) for k, v in out.items()}
 
 
 def kprobe_skips(skips: dict | None, probes: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -353,6 +350,11 @@ def tracers(res: dict) -> set[int]:
             if p}
 
 
+def ftrace_dropped(res: dict) -> dict[str, int]:
+    """fact -> the run's ftrace-layer drops (ftrace_drops), 0 where the int3 counter fell short."""
+    return {f: max(0, int(d["drops"])) for f, d in (res.get("ftrace_drops") or {}).items() if "drops" in d}
+
+
 def misses(res: dict, mode: str) -> tuple[dict[str, int], dict[str, int]]:
     """(bpftrace's, fputrace --mode MODE's) runs per fact that the kernel measurably did not give
     to that tool's program, between the two snapshots of guest/lab.py:
@@ -371,7 +373,7 @@ def misses(res: dict, mode: str) -> tuple[dict[str, int], dict[str, int]]:
     m = (res.get("bpftool") or {}).get("misses") or {}
     layer = m.get("kprobe_layer") or {}
     skips = m.get("kprobe_skips") or {}
-    dropped = {f: max(0, int(d["drops"])) for f, d in (res.get("ftrace_drops") or {}).items() if "drops" in d}
+    dropped = ftrace_dropped(res)
 
     def kprobe_tool(recursion: dict, hits_minus_runs: dict) -> dict[str, int]:
         facts = set(recursion) | set(hits_minus_runs) | set(layer) | set(dropped)
@@ -404,7 +406,7 @@ def compare(res: dict, mode: str, rows: list[dict], pairs) -> list[dict]:
     bt_missed, own_missed = misses(res, mode)
     edges = ((res.get("modes") or {}).get(mode) or {}).get("edge_by_tgid") or {}
     ours_tracers = tracers(res)
-    dropped = res.get("ftrace_drops") or {}
+    dropped = ftrace_dropped(res)
     out = []
     for ours, theirs in pairs:
         fact = theirs.removeprefix("bt_")
@@ -422,6 +424,6 @@ def compare(res: dict, mode: str, rows: list[dict], pairs) -> list[dict]:
                     "in_tracers": sum(abs(x["diff"]) for x in differing if x["row"]["tgid"] in ours_tracers),
                     "over": over, "under": under,
                     "bpftrace_missed": bt_missed.get(fact, 0), "fputrace_missed": own_missed.get(fact, 0),
-                    "ftrace_dropped": max(0, int((dropped.get(fact) or {}).get("drops", 0))),
+                    "ftrace_dropped": dropped.get(fact, 0),
                     "explained": over <= bt_missed.get(fact, 0) and under <= own_missed.get(fact, 0)})
     return out
