@@ -19,6 +19,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from fputrace.capture import xstate
 from fputrace.events import XsaveCause
 from tests.conftest import run_fputrace
 
@@ -135,16 +136,26 @@ def _flags() -> set[str]:
     return set()
 
 
+# the CPUID bit of each set, and the flag the kernel lists for it in /proc/cpuinfo
+CPUID_BIT = {"avx": ("CPUID.(EAX=1):ECX[28] AVX", 1, 0, 2, 28, "avx"),
+             "avx512": ("CPUID.(EAX=7,ECX=0):EBX[16] AVX512F", 7, 0, 1, 16, "avx512f"),
+             "amx": ("CPUID.(EAX=7,ECX=0):EDX[24] AMX-TILE", 7, 0, 3, 24, "amx_tile")}
+
+
 def _need_cpu(set_name: str) -> None:
-    flags = _flags()
-    if set_name == "amx" and "amx_tile" not in flags:
-        pytest.skip("this CPU has no AMX (CPUID.(EAX=7,ECX=0):EDX[24] AMX-TILE = 0: no amx_tile in "
-                    "/proc/cpuinfo); AMX saves cannot happen here")
-    if set_name == "avx512" and "avx512f" not in flags:
-        pytest.skip("this CPU has no AVX-512 (CPUID.(EAX=7,ECX=0):EBX[16] AVX512F = 0: no avx512f "
-                    "in /proc/cpuinfo); AVX-512 saves cannot happen here")
-    if set_name == "avx" and "avx" not in flags:
-        pytest.skip("this CPU has no AVX (no avx in /proc/cpuinfo)")
+    """Skip, saying which is missing: the CPU's feature (CPUID, read here), or the kernel's
+    support for it (the flag /proc/cpuinfo lists: clearcpuid=, or a kernel without it)."""
+    if set_name not in CPUID_BIT:
+        return
+    what, leaf, sub, reg, bit, flag = CPUID_BIT[set_name]
+    regs = xstate.cpuid(leaf, sub)
+    listed = flag in _flags()
+    if regs is not None and not regs[reg] >> bit & 1:
+        pytest.skip(f"this CPU has no {LABEL[set_name]} ({what} = 0); {LABEL[set_name]} saves cannot happen here")
+    if not listed:
+        cpu = "" if regs is None else f"the CPU has it ({what} = 1), but "
+        pytest.skip(f"{cpu}the kernel does not list {flag} in /proc/cpuinfo (not enabled: clearcpuid=, or a "
+                    f"kernel without {LABEL[set_name]} support); {LABEL[set_name]} saves cannot happen here")
 
 
 @pytest.fixture(scope="module")
