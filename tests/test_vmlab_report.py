@@ -354,3 +354,25 @@ def test_trace_pairing_finds_int3_hits_without_an_entry_hit():
                             {"fact": "kfpu_begin", "ts": 100.000007, "cpu": 0, "pid": 281, "comm": "fputrace"}]
     traced = analysis.traced_drops(got, {3: {"lo": 100_000_006_500, "hi": 100_000_010_000}})
     assert [d["window"] for d in traced["drops"]] == [0, 3]
+
+
+def test_a_boot_without_reference_counts_is_booted_once_more(tmp_path):
+    """lab.failed_boot: a panic or stall, or bpftrace ending without its counts (killed after
+    SIGINT), makes run_lab boot once more; a boot that finished with bpftrace's counts does not."""
+    import json
+    from tests.vmlab import qemu
+    (tmp_path / "out").mkdir()
+    done = qemu.GuestResult(returncode=0, output="", console="", run_dir=tmp_path, accel="tcg", wall_s=400.0)
+    bt = {"ready": True, "returncode": -9, "counts": {}, "error": "no counts: WINDOW 0 161893761135 1"}
+    (tmp_path / "out" / "lab.json").write_text(json.dumps({"bpftrace": bt}))
+    got = lab.failed_boot(done, tmp_path)
+    assert got["bug"] == ("bpftrace (the reference) printed no counts, exit status -9: "
+                          "no counts: WINDOW 0 161893761135 1")
+    bt["counts"] = {"1": {"7": {"kfpu_begin": 18}}}
+    (tmp_path / "out" / "lab.json").write_text(json.dumps({"bpftrace": bt}))
+    assert lab.failed_boot(done, tmp_path) is None
+    stalled = qemu.GuestResult(returncode=None, output="", console="", run_dir=tmp_path, accel="tcg",
+                               wall_s=200.0, stalled=True, stalled_s=181.0)
+    assert "guest stalled" in lab.failed_boot(stalled, tmp_path)["bug"]
+    (tmp_path / "out" / "lab.json").unlink()                     # the guest lab never wrote its result
+    assert lab.failed_boot(done, tmp_path) is None
