@@ -133,7 +133,6 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
     the analysis took its form passes (7 full lab runs, 27 kernel runs, all kernels), and the
     one 6.1 event that needed it (a blake2s section in the kprobe recorder that neither kprobe
     tool counted) has the ftrace drop counter beside it now."""
-    tracers = analysis.tracers(lab)
     out = []
     for c in analysis.compare(lab, mode, rows, pairs):
         if c["explained"]:
@@ -141,7 +140,7 @@ def _diffs(lab: dict, mode: str, rows: list[dict], pairs) -> list[str]:
         for d in c["differing"]:
             r = d["row"]
             w = lab["windows"][str(r["window"])]["workload"]
-            out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{' (a tracer)' if r['tgid'] in tracers else ''}: "
+            out.append(f"window {r['window']} ({w}) tgid {r['tgid']}{' (a tracer)' if d['tracer'] else ''}: "
                        f"{c['ours']}={r[c['ours']]} bpftrace={r[c['theirs']]} (events at the window's edge {d['edge']})")
         out.append(f"{c['ours']}: +{c['over']}/-{c['under']} over all processes beyond the events at window edges; "
                    f"measured misses: bpftrace {c['bpftrace_missed']}, fputrace {c['fputrace_missed']}; "

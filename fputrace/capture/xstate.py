@@ -32,8 +32,9 @@ def layout_of_mask(mask: int, source: str) -> dict:
     """The layout of a CPU known only by the components it enabled (a trace from elsewhere):
     architectural sizes, offsets unknown; a component without a fixed size counts 0 bytes and is
     named in ``unknown_sizes``. The same shape as ``layout()``, for the cost model and header."""
+    mask &= ~(1 << 63)                          # bit 63 of xcomp_bv is the format bit
     features, unknown = [], []
-    for bit in range(63):                       # bit 63 of xcomp_bv is the format bit
+    for bit in range(63):
         if not mask >> bit & 1:
             continue
         size = {0: 160, 1: 256}.get(bit, ARCHITECTURAL_SIZES.get(bit))
@@ -41,7 +42,7 @@ def layout_of_mask(mask: int, source: str) -> dict:
             unknown.append(FEATURE_NAMES.get(bit, f"bit{bit}"))
         features.append({"bit": bit, "name": FEATURE_NAMES.get(bit, f"bit{bit}"), "size_bytes": size or 0,
                          "offset": None})
-    out = {"xcr0": mask & ~(1 << 63), "mask": mask & ~(1 << 63), "features": features, "source": source}
+    out = {"xcr0": mask, "mask": mask, "features": features, "source": source}
     if unknown:
         out["unknown_sizes"] = unknown
     return out

@@ -401,7 +401,7 @@ def compare(res: dict, mode: str, rows: list[dict], pairs) -> list[dict]:
     at most fputrace's own.
 
     There is no other tolerance, for the tracers' own processes neither. Returns per pair the
-    differing rows (with their edge events), the totals as counted, what is left beyond the
+    differing rows (with their edge events, and whether a tracer's), the totals as counted, what is left beyond the
     edges, the misses allowed, and whether the measured reasons explain all of it."""
     bt_missed, own_missed = misses(res, mode)
     edges = ((res.get("modes") or {}).get(mode) or {}).get("edge_by_tgid") or {}
@@ -415,13 +415,14 @@ def compare(res: dict, mode: str, rows: list[dict], pairs) -> list[dict]:
         for r in rows:
             d = (r[ours] or 0) - r[theirs]
             if d:
-                differing.append({"row": r, "diff": d, "edge": edge_events(edges, r["window"], r["tgid"], edge_fact)})
+                differing.append({"row": r, "diff": d, "edge": edge_events(edges, r["window"], r["tgid"], edge_fact),
+                                  "tracer": r["tgid"] in ours_tracers})
         left = [(x["diff"] > 0, max(0, abs(x["diff"]) - x["edge"])) for x in differing]
         over, under = sum(n for up, n in left if up), sum(n for up, n in left if not up)
         out.append({"ours": ours, "theirs": theirs, "fact": fact, "edge_fact": edge_fact, "differing": differing,
                     "counted": (sum(max(0, x["diff"]) for x in differing), sum(max(0, -x["diff"]) for x in differing)),
                     "at_edge": sum(min(abs(x["diff"]), x["edge"]) for x in differing),
-                    "in_tracers": sum(abs(x["diff"]) for x in differing if x["row"]["tgid"] in ours_tracers),
+                    "in_tracers": sum(abs(x["diff"]) for x in differing if x["tracer"]),
                     "over": over, "under": under,
                     "bpftrace_missed": bt_missed.get(fact, 0), "fputrace_missed": own_missed.get(fact, 0),
                     "ftrace_dropped": dropped.get(fact, 0),
